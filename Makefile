@@ -1,0 +1,49 @@
+# ssd_gluon: set-up, demo, tests, benchmarks.
+#   make demo            set up .venv, then train/eval/export the compact model on the embedded sample
+#   make test            set up .venv, then run the test suite
+#   make bench           side-by-side benchmarks (ours / peer)
+#   GPU=cu112 make ...   install mxnet-cu112 and build horovod with NCCL instead (GPU machines)
+
+PYTHON ?= python3.11
+GPU ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+MXNET_PKG := $(if $(GPU),mxnet-$(GPU)==1.9.1,mxnet==1.9.1)
+HVD_GPU := $(if $(GPU),HOROVOD_GPU_OPERATIONS=NCCL,)
+
+# Everything in one pip command with numpy pinned: a later separate install
+# would upgrade numpy past 1.23.5 and break `import mxnet` (np.bool).
+DEPS := numpy==1.23.5 $(MXNET_PKG) gluoncv==0.10.5.post0 opencv-python==4.11.0.86 \
+        matplotlib==3.10.9 pytest==8.3.4 tqdm wheel cloudpickle psutil pyyaml packaging cffi
+
+.PHONY: setup demo test bench clean-sample
+
+setup: $(VENV)/.done
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: $(VENV)/bin/python
+	$(PIP) install --upgrade pip
+	$(PIP) install $(DEPS)
+	touch $@
+
+$(VENV)/.horovod: $(VENV)/.deps
+	$(HVD_GPU) HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
+	$(PIP) install --no-build-isolation --no-cache-dir horovod==0.28.1 numpy==1.23.5
+	touch $@
+
+$(VENV)/.done: $(VENV)/.horovod setup.py
+	$(PIP) install --no-build-isolation --no-deps -e .
+	touch $@
+
+demo: setup
+	$(PY) scripts/demo.py --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) scripts/bench.py all

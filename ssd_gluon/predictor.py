@@ -1,0 +1,75 @@
+"""Inference head: decode boxes and run the paper's per-class NMS (DetectionOutput)."""
+from mxnet.gluon import HybridBlock
+
+from .boxes import decode
+
+
+class SSDPredictor(HybridBlock):
+    """Wraps an SSD network into a detector.
+
+    Input: images (B, 3, H, W), normalized as for the network. Output:
+    ``ids (B, K, 1)`` class index (0-based foreground), ``scores (B, K, 1)``,
+    ``bboxes (B, K, 4)`` corner boxes in input pixels; K = ``post_nms``, rows sorted by score
+    and padded with -1.
+
+    As in the paper, every class whose softmax score exceeds ``score_thresh`` yields a
+    candidate, so one anchor can produce detections of several classes; each class keeps its
+    ``nms_topk`` best candidates, NMS at ``nms_thresh`` runs per class, and the ``post_nms``
+    best survivors over all classes are returned.
+    """
+
+    def __init__(self, net, nms_thresh=0.45, nms_topk=400, post_nms=200, score_thresh=0.01,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < nms_thresh <= 1:
+            raise ValueError("nms_thresh must be in (0, 1], got %r" % nms_thresh)
+        self.nms_thresh, self.nms_topk = nms_thresh, nms_topk
+        self.post_nms, self.score_thresh = post_nms, score_thresh
+        with self.name_scope():
+            self.net = net
+
+    def hybrid_forward(self, F, x):
+        cls_preds, box_preds, anchors = self.net(x)
+        boxes = F.clip(decode(F, box_preds, anchors), 0.0, 1.0)             # (B, N, 4)
+        scores = F.softmax(cls_preds, axis=-1).slice_axis(axis=-1, begin=1, end=None)
+        scores = F.transpose(scores, (0, 2, 1))                             # (B, C, N)
+        top_scores, top_idx = self._per_class_topk(F, scores)               # (B, C, K)
+        top_boxes = self._gather_boxes(F, boxes, top_idx)                   # (B, C, K, 4)
+        class_ids = F.broadcast_like(
+            F.contrib.arange_like(top_scores, axis=1).reshape((1, -1, 1)), top_scores)
+        rows = F.concat(class_ids.expand_dims(-1), top_scores.expand_dims(-1), top_boxes,
+                        dim=-1).reshape((0, -3, 6))                         # (B, C*K, 6)
+        rows = F.contrib.box_nms(rows, overlap_thresh=self.nms_thresh,
+                                 valid_thresh=self.score_thresh, topk=-1, coord_start=2,
+                                 score_index=1, id_index=0, force_suppress=False)
+        rows = rows.slice_axis(axis=1, begin=0, end=self.post_nms)
+        ids = rows.slice_axis(axis=-1, begin=0, end=1)
+        out_scores = rows.slice_axis(axis=-1, begin=1, end=2)
+        bboxes = rows.slice_axis(axis=-1, begin=2, end=6)
+        # Scale to input pixels; suppressed rows (-1) stay -1.
+        hw = F.cast(F.shape_array(x).slice_axis(axis=0, begin=2, end=4), "float32")
+        whwh = F.tile(F.reverse(hw, axis=0), reps=2).reshape((1, 1, 4))
+        bboxes = F.where(bboxes < 0, bboxes, F.broadcast_mul(bboxes, whwh))
+        return ids, out_scores, bboxes
+
+    def _per_class_topk(self, F, scores):
+        """Top ``nms_topk`` scores per class of (B, C, N); pads with score -1 when N < k so
+        the shape does not depend on N (padding rows are below any threshold)."""
+        pad = F.broadcast_axis(scores.slice_axis(axis=2, begin=0, end=1) * 0 - 1,
+                               axis=2, size=self.nms_topk)
+        padded = F.concat(scores, pad, dim=2)
+        values, idx = F.topk(padded, axis=2, k=self.nms_topk, ret_typ="both", dtype="float32")
+        return values, idx
+
+    def _gather_boxes(self, F, boxes, idx):
+        """boxes (B, N, 4), anchor indices (B, C, K) into the padded range -> (B, C, K, 4)."""
+        pad = F.broadcast_axis(boxes.slice_axis(axis=1, begin=0, end=1) * 0,
+                               axis=1, size=self.nms_topk)
+        padded = F.concat(boxes, pad, dim=1)
+        return F.gather_nd(padded, self._nd_index(F, idx))
+
+    @staticmethod
+    def _nd_index(F, idx):
+        """gather_nd indices (2, B, C, K) for (batch, anchor) from anchor indices (B, C, K)."""
+        batch = F.broadcast_like(F.contrib.arange_like(idx, axis=0).reshape((-1, 1, 1)), idx)
+        return F.stack(batch, idx, axis=0)

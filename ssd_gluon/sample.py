@@ -1,0 +1,139 @@
+"""The embedded sample: a deterministic synthetic detection dataset in the PASCAL VOC layout.
+
+Coloured shapes of four classes at varied scales and aspect ratios on textured, cluttered
+backgrounds, with overlaps; tiny or heavily occluded objects are flagged ``difficult``.
+Nothing is downloaded: the same seed always writes the same files.
+"""
+import os
+from xml.sax.saxutils import escape
+
+import cv2
+import numpy as np
+
+SAMPLE_CLASSES = ("circle", "rectangle", "triangle", "cross")
+YEAR = "sample"            # the tree is VOCsample/, its sets "sample-train" and "sample-test"
+
+
+def _background(rng, h, w):
+    """(h, w, 3) uint8: a two-colour gradient with noise, random lines and blobs."""
+    c0, c1 = rng.uniform(40, 215, size=(2, 3))
+    t = np.linspace(0, 1, w if rng.rand() < 0.5 else h)
+    ramp = c0 + (c1 - c0) * t[:, None]
+    img = np.broadcast_to(ramp[None] if len(t) == w else ramp[:, None], (h, w, 3)).copy()
+    img += rng.normal(0, 10, size=img.shape)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(rng.randint(3, 9)):       # clutter lines
+        p0, p1 = rng.randint(0, [w, h], size=(2, 2))
+        cv2.line(img, tuple(map(int, p0)), tuple(map(int, p1)), _color(rng), int(rng.randint(1, 3)))
+    for _ in range(rng.randint(0, 4)):       # irregular blobs that belong to no class
+        centre = rng.uniform([0, 0], [w, h])
+        pts = centre + rng.normal(0, min(h, w) * 0.04, size=(rng.randint(5, 9), 2))
+        cv2.fillPoly(img, [pts.astype(np.int32)], _color(rng))
+    return img
+
+
+def _color(rng):
+    return tuple(int(v) for v in rng.randint(0, 256, size=3))
+
+
+def _shape_mask(cls, box, h, w, flip):
+    """(h, w) uint8 mask of shape ``cls`` filling ``box`` (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = box
+    mask = np.zeros((h, w), np.uint8)
+    if cls == 0:
+        cv2.ellipse(mask, (((x1 + x2) / 2, (y1 + y2) / 2), (x2 - x1, y2 - y1), 0), 1, -1)
+    elif cls == 1:
+        cv2.rectangle(mask, (x1, y1), (x2 - 1, y2 - 1), 1, -1)
+    elif cls == 2:
+        tip, base = (y2 - 1, y1) if flip else (y1, y2 - 1)
+        tri = np.array([((x1 + x2) // 2, tip), (x1, base), (x2 - 1, base)], np.int32)
+        cv2.fillPoly(mask, [tri], 1)
+    else:
+        tx, ty = max(2, (x2 - x1) // 3), max(2, (y2 - y1) // 3)
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        cv2.rectangle(mask, (cx - tx // 2, y1), (cx + tx // 2, y2 - 1), 1, -1)
+        cv2.rectangle(mask, (x1, cy - ty // 2), (x2 - 1, cy + ty // 2), 1, -1)
+    return mask
+
+
+def _iou(a, b):
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])
+    return inter / float(area(a) + area(b) - inter)
+
+
+def _place(rng, h, w, boxes):
+    """A box (x1, y1, x2, y2) of random scale/aspect overlapping earlier ones by IoU <= 0.3."""
+    for _ in range(20):
+        tiny = rng.rand() < 0.1
+        side = min(h, w) * (rng.uniform(0.05, 0.08) if tiny else rng.uniform(0.15, 0.5))
+        aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        bw, bh = max(6, int(side * np.sqrt(aspect))), max(6, int(side / np.sqrt(aspect)))
+        if bw >= w or bh >= h:
+            continue
+        x1, y1 = int(rng.randint(0, w - bw)), int(rng.randint(0, h - bh))
+        box = (x1, y1, x1 + bw, y1 + bh)
+        if all(_iou(box, b) <= 0.3 for b in boxes):
+            return box
+    return None
+
+
+def make_image(rng):
+    """One synthetic image. Returns (img (H, W, 3) BGR uint8, objects [(cls, box, difficult)])."""
+    h, w = rng.randint(160, 257, size=2)
+    img = _background(rng, h, w)
+    placed = []                                   # (cls, box, visible mask, full area)
+    for _ in range(rng.randint(1, 6)):
+        box = _place(rng, h, w, [p[1] for p in placed])
+        if box is None:
+            continue
+        cls = int(rng.randint(len(SAMPLE_CLASSES)))
+        mask = _shape_mask(cls, box, h, w, flip=rng.rand() < 0.5)
+        img[mask > 0] = _color(rng)
+        for earlier in placed:                    # the new shape hides part of the old ones
+            earlier[2][mask > 0] = 0
+        placed.append((cls, box, mask, max(1, int(mask.sum()))))
+    objects = []
+    for cls, box, mask, area in placed:
+        visible = mask.sum() / float(area)
+        small = min(box[2] - box[0], box[3] - box[1]) < 14
+        objects.append((cls, box, int(small or visible < 0.6)))
+    return img, objects
+
+
+def _xml(name, w, h, objects):
+    parts = ["<annotation><folder>VOC%s</folder><filename>%s.jpg</filename>" % (YEAR, name),
+             "<size><width>%d</width><height>%d</height><depth>3</depth></size>" % (w, h)]
+    for cls, (x1, y1, x2, y2), difficult in objects:
+        # VOC boxes are 1-based inclusive pixel indices.
+        parts.append("<object><name>%s</name><difficult>%d</difficult><bndbox><xmin>%d</xmin>"
+                     "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object>"
+                     % (escape(SAMPLE_CLASSES[cls]), difficult, x1 + 1, y1 + 1, x2, y2))
+    parts.append("</annotation>\n")
+    return "\n".join(parts)
+
+
+def generate_sample(root, num_train=1000, num_test=250, seed=0):
+    """Write ``root/VOCsample/{JPEGImages,Annotations,ImageSets/Main/{train,test}.txt}``.
+
+    Returns the VOC root ``root``; sets are named ``sample-train`` and ``sample-test``.
+    """
+    base = os.path.join(root, "VOC" + YEAR)
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    splits = {"train": range(num_train), "test": range(num_train, num_train + num_test)}
+    for split, indices in splits.items():
+        names = []
+        for i in indices:
+            name = "%06d" % i
+            img, objects = make_image(np.random.RandomState(seed * 1000003 + i))
+            cv2.imwrite(os.path.join(base, "JPEGImages", name + ".jpg"), img,
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
+                f.write(_xml(name, img.shape[1], img.shape[0], objects))
+            names.append(name)
+        with open(os.path.join(base, "ImageSets", "Main", split + ".txt"), "w") as f:
+            f.write("\n".join(names) + "\n")
+    return root

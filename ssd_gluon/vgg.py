@@ -1,0 +1,120 @@
+"""VGG16-atrous feature extractor of SSD (Liu et al., section 3 and Fig. 2).
+
+VGG16 with pool5 changed to 3x3 stride 1, fc6 turned into a 3x3 convolution with dilation 6
+(the "atrous" trick) and fc7 into a 1x1 convolution, conv4_3 L2-normalized with a learned
+per-channel scale (ParseNet), then the extra layers that halve the resolution.
+"""
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+# Caffe-converted ImageNet VGG weights expect mean-subtracted 0-255 pixels while our input is
+# (x/255 - mean) / std: multiplying by std*255 restores the Caffe scale (as gluoncv does).
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _conv(channels, kernel, stride=1, pad=0, dilation=1):
+    return nn.Conv2D(channels, kernel, strides=stride, padding=pad, dilation=dilation,
+                     weight_initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="out",
+                                                       magnitude=2),
+                     bias_initializer="zeros")
+
+
+def _conv_relu_stack(specs):
+    """HybridSequential of (conv, relu) pairs; specs are (channels, kernel, stride, pad)."""
+    seq = nn.HybridSequential(prefix="")
+    for channels, kernel, stride, pad in specs:
+        seq.add(_conv(channels, kernel, stride, pad), nn.Activation("relu"))
+    return seq
+
+
+class L2Norm(HybridBlock):
+    """Channel-wise L2 normalization with a learnable scale per channel.
+
+    (B, C, H, W) -> (B, C, H, W); the scale starts at ``initial`` (20 in the paper).
+    """
+
+    def __init__(self, channels, initial=20.0, eps=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self._eps = eps
+        with self.name_scope():
+            self.scale = self.params.get("scale", shape=(1, channels, 1, 1),
+                                         init=mx.init.Constant(initial))
+
+    def hybrid_forward(self, F, x, scale):
+        return F.broadcast_mul(F.L2Normalization(x, mode="channel", eps=self._eps), scale)
+
+
+class VGGAtrous(HybridBlock):
+    """VGG-style base plus SSD extra layers.
+
+    Parameters
+    ----------
+    layers : convolutions per stage (VGG16: 2, 2, 3, 3, 3)
+    filters : channels per stage (VGG16: 64, 128, 256, 512, 512)
+    fc_channels : channels of fc6/fc7 (1024)
+    fc_dilation : dilation of the 3x3 fc6 (6)
+    extras : per extra block, a list of (channels, kernel, stride, pad) convolutions
+
+    Input (B, 3, H, W) normalized images; output a list of source feature maps:
+    L2-normalized conv4_3, fc7, then one per extra block.
+    """
+
+    def __init__(self, layers, filters, fc_channels, fc_dilation, extras, **kwargs):
+        super().__init__(**kwargs)
+        if len(layers) != 5 or len(filters) != 5:
+            raise ValueError("VGG has 5 convolution stages")
+        with self.name_scope():
+            self.input_scale = self.params.get_constant(
+                "input_scale", mx.nd.array(IMAGENET_STD).reshape((1, 3, 1, 1)) * 255)
+            self.stages = nn.HybridSequential()
+            for n, channels in zip(layers, filters):
+                self.stages.add(_conv_relu_stack([(channels, 3, 1, 1)] * n))
+            self.fc6 = _conv(fc_channels, 3, pad=fc_dilation, dilation=fc_dilation)
+            self.fc7 = _conv(fc_channels, 1)
+            self.conv4_3_norm = L2Norm(filters[3], initial=20.0)
+            self.extras = nn.HybridSequential()
+            for block in extras:
+                self.extras.add(_conv_relu_stack(block))
+
+    def hybrid_forward(self, F, x, input_scale):
+        x = F.broadcast_mul(x, input_scale)
+        for stage in self.stages[:3]:
+            x = _pool2x2(F, stage(x))
+        x = self.stages[3](x)
+        sources = [self.conv4_3_norm(x)]
+        x = self.stages[4](_pool2x2(F, x))
+        # pool5: 3x3 stride 1 keeps the resolution for the dilated fc6.
+        x = F.Pooling(x, pool_type="max", kernel=(3, 3), stride=(1, 1), pad=(1, 1))
+        x = F.relu(self.fc7(F.relu(self.fc6(x))))
+        sources.append(x)
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
+
+
+def _pool2x2(F, x):
+    # 'full' (ceil) rounding: 75 -> 38 as in the Caffe model, giving the 38x38 conv4_3 map.
+    return F.Pooling(x, pool_type="max", kernel=(2, 2), stride=(2, 2), pooling_convention="full")
+
+
+# Extra layers (channels, kernel, stride, pad) of the paper's SSD300 and SSD512.
+EXTRAS_300 = [
+    [(256, 1, 1, 0), (512, 3, 2, 1)],   # conv8_2: 19 -> 10
+    [(128, 1, 1, 0), (256, 3, 2, 1)],   # conv9_2: 10 -> 5
+    [(128, 1, 1, 0), (256, 3, 1, 0)],   # conv10_2: 5 -> 3
+    [(128, 1, 1, 0), (256, 3, 1, 0)],   # conv11_2: 3 -> 1
+]
+EXTRAS_512 = [
+    [(256, 1, 1, 0), (512, 3, 2, 1)],   # 32 -> 16
+    [(128, 1, 1, 0), (256, 3, 2, 1)],   # 16 -> 8
+    [(128, 1, 1, 0), (256, 3, 2, 1)],   # 8 -> 4
+    [(128, 1, 1, 0), (256, 3, 2, 1)],   # 4 -> 2
+    [(128, 1, 1, 0), (256, 4, 1, 1)],   # 2 -> 1
+]
+
+
+def vgg16_atrous(extras):
+    """The VGG16-atrous base of the paper with the given extra layers."""
+    return VGGAtrous(layers=(2, 2, 3, 3, 3), filters=(64, 128, 256, 512, 512),
+                     fc_channels=1024, fc_dilation=6, extras=extras)
