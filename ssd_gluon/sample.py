@@ -20,20 +20,29 @@ def _background(rng, h, w):
     t = np.linspace(0, 1, w if rng.rand() < 0.5 else h)
     ramp = c0 + (c1 - c0) * t[:, None]
     img = np.broadcast_to(ramp[None] if len(t) == w else ramp[:, None], (h, w, 3)).copy()
-    img += rng.normal(0, 10, size=img.shape)
+    img += rng.normal(0, 6, size=img.shape)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(rng.randint(3, 9)):       # clutter lines
+    for _ in range(rng.randint(1, 5)):       # clutter lines
         p0, p1 = rng.randint(0, [w, h], size=(2, 2))
-        cv2.line(img, tuple(map(int, p0)), tuple(map(int, p1)), _color(rng), int(rng.randint(1, 3)))
-    for _ in range(rng.randint(0, 4)):       # irregular blobs that belong to no class
+        cv2.line(img, tuple(map(int, p0)), tuple(map(int, p1)), _color(rng), 1)
+    for _ in range(rng.randint(0, 3)):       # small irregular blobs that belong to no class
         centre = rng.uniform([0, 0], [w, h])
-        pts = centre + rng.normal(0, min(h, w) * 0.04, size=(rng.randint(5, 9), 2))
+        pts = centre + rng.normal(0, min(h, w) * 0.02, size=(rng.randint(5, 9), 2))
         cv2.fillPoly(img, [pts.astype(np.int32)], _color(rng))
     return img
 
 
 def _color(rng):
     return tuple(int(v) for v in rng.randint(0, 256, size=3))
+
+
+def _contrasting_color(rng, under):
+    """A random colour at least 80 (L1 over RGB) away from the mean colour it covers."""
+    for _ in range(10):
+        color = rng.randint(0, 256, size=3)
+        if np.abs(color - under).sum() >= 80:
+            break
+    return color
 
 
 def _shape_mask(cls, box, h, w, flip):
@@ -65,17 +74,17 @@ def _iou(a, b):
 
 
 def _place(rng, h, w, boxes):
-    """A box (x1, y1, x2, y2) of random scale/aspect overlapping earlier ones by IoU <= 0.3."""
+    """A box (x1, y1, x2, y2) of random scale/aspect overlapping earlier ones by IoU <= 0.2."""
     for _ in range(20):
-        tiny = rng.rand() < 0.1
-        side = min(h, w) * (rng.uniform(0.05, 0.08) if tiny else rng.uniform(0.15, 0.5))
+        tiny = rng.rand() < 0.08
+        side = min(h, w) * (rng.uniform(0.05, 0.08) if tiny else rng.uniform(0.2, 0.55))
         aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
         bw, bh = max(6, int(side * np.sqrt(aspect))), max(6, int(side / np.sqrt(aspect)))
         if bw >= w or bh >= h:
             continue
         x1, y1 = int(rng.randint(0, w - bw)), int(rng.randint(0, h - bh))
         box = (x1, y1, x1 + bw, y1 + bh)
-        if all(_iou(box, b) <= 0.3 for b in boxes):
+        if all(_iou(box, b) <= 0.2 for b in boxes):
             return box
     return None
 
@@ -85,13 +94,13 @@ def make_image(rng):
     h, w = rng.randint(160, 257, size=2)
     img = _background(rng, h, w)
     placed = []                                   # (cls, box, visible mask, full area)
-    for _ in range(rng.randint(1, 6)):
+    for _ in range(rng.randint(1, 5)):
         box = _place(rng, h, w, [p[1] for p in placed])
         if box is None:
             continue
         cls = int(rng.randint(len(SAMPLE_CLASSES)))
         mask = _shape_mask(cls, box, h, w, flip=rng.rand() < 0.5)
-        img[mask > 0] = _color(rng)
+        img[mask > 0] = _contrasting_color(rng, img[mask > 0].mean(axis=0))
         for earlier in placed:                    # the new shape hides part of the old ones
             earlier[2][mask > 0] = 0
         placed.append((cls, box, mask, max(1, int(mask.sum()))))
@@ -115,7 +124,7 @@ def _xml(name, w, h, objects):
     return "\n".join(parts)
 
 
-def generate_sample(root, num_train=1000, num_test=250, seed=0):
+def generate_sample(root, num_train=2000, num_test=250, seed=0):
     """Write ``root/VOCsample/{JPEGImages,Annotations,ImageSets/Main/{train,test}.txt}``.
 
     Returns the VOC root ``root``; sets are named ``sample-train`` and ``sample-test``.

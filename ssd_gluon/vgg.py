@@ -19,11 +19,14 @@ def _conv(channels, kernel, stride=1, pad=0, dilation=1):
                      bias_initializer="zeros")
 
 
-def _conv_relu_stack(specs):
-    """HybridSequential of (conv, relu) pairs; specs are (channels, kernel, stride, pad)."""
+def _conv_relu_stack(specs, batch_norm=False):
+    """HybridSequential of conv (+ BatchNorm) + relu; specs are (channels, kernel, stride, pad)."""
     seq = nn.HybridSequential(prefix="")
     for channels, kernel, stride, pad in specs:
-        seq.add(_conv(channels, kernel, stride, pad), nn.Activation("relu"))
+        seq.add(_conv(channels, kernel, stride, pad))
+        if batch_norm:
+            seq.add(nn.BatchNorm())
+        seq.add(nn.Activation("relu"))
     return seq
 
 
@@ -54,27 +57,31 @@ class VGGAtrous(HybridBlock):
     fc_channels : channels of fc6/fc7 (1024)
     fc_dilation : dilation of the 3x3 fc6 (6)
     extras : per extra block, a list of (channels, kernel, stride, pad) convolutions
+    batch_norm : BatchNorm after every convolution of the stages and extras (for training
+        from scratch; the paper's model has none)
+    caffe_scale : multiply the input by std*255, for weights converted from Caffe VGG
 
     Input (B, 3, H, W) normalized images; output a list of source feature maps:
     L2-normalized conv4_3, fc7, then one per extra block.
     """
 
-    def __init__(self, layers, filters, fc_channels, fc_dilation, extras, **kwargs):
+    def __init__(self, layers, filters, fc_channels, fc_dilation, extras, batch_norm=False,
+                 caffe_scale=True, **kwargs):
         super().__init__(**kwargs)
         if len(layers) != 5 or len(filters) != 5:
             raise ValueError("VGG has 5 convolution stages")
+        scale = mx.nd.array(IMAGENET_STD) * 255 if caffe_scale else mx.nd.ones((3,))
         with self.name_scope():
-            self.input_scale = self.params.get_constant(
-                "input_scale", mx.nd.array(IMAGENET_STD).reshape((1, 3, 1, 1)) * 255)
+            self.input_scale = self.params.get_constant("input_scale", scale.reshape((1, 3, 1, 1)))
             self.stages = nn.HybridSequential()
             for n, channels in zip(layers, filters):
-                self.stages.add(_conv_relu_stack([(channels, 3, 1, 1)] * n))
+                self.stages.add(_conv_relu_stack([(channels, 3, 1, 1)] * n, batch_norm))
             self.fc6 = _conv(fc_channels, 3, pad=fc_dilation, dilation=fc_dilation)
             self.fc7 = _conv(fc_channels, 1)
             self.conv4_3_norm = L2Norm(filters[3], initial=20.0)
             self.extras = nn.HybridSequential()
             for block in extras:
-                self.extras.add(_conv_relu_stack(block))
+                self.extras.add(_conv_relu_stack(block, batch_norm))
 
     def hybrid_forward(self, F, x, input_scale):
         x = F.broadcast_mul(x, input_scale)

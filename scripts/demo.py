@@ -1,0 +1,69 @@
+"""The end-to-end demo on the embedded sample: generate and pack it, train ``ssd_demo``,
+evaluate on the held-out split, export, and draw detections. Everything goes under --out.
+
+    python scripts/demo.py --out runs/demo
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--sample", default="data/sample", help="where the sample is generated")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.01)
+    return p
+
+
+def run(step, argv, timings):
+    """Run one CLI of this repository, echoing it; stop the demo if it fails."""
+    print("\n== %s: python %s" % (step, " ".join(argv)), flush=True)
+    t0 = time.time()
+    proc = subprocess.run([sys.executable] + argv, cwd=ROOT)
+    timings[step] = time.time() - t0
+    if proc.returncode != 0:
+        sys.exit("demo: step '%s' failed (exit %d)" % (step, proc.returncode))
+
+
+def main(args):
+    out, sample = args.out, args.sample
+    train_rec, test_rec = os.path.join(sample, "train.rec"), os.path.join(sample, "test.rec")
+    params = os.path.join(out, "train", "final.params")
+    timings, t0 = {}, time.time()
+    run("sample", ["data/make_sample.py", "--out", sample], timings)
+    run("train", ["scripts/train.py", "--model", "ssd_demo", "--train", train_rec,
+                  "--val", test_rec, "--epochs", str(args.epochs), "--batch-size",
+                  str(args.batch_size), "--lr", str(args.lr), "--warmup-epochs", "1",
+                  "--augment", "light", "--val-interval", str(args.epochs), "--threads", "2",
+                  "--out", os.path.join(out, "train")], timings)
+    run("eval", ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", params,
+                 "--rec", test_rec, "--out", os.path.join(out, "eval.json")], timings)
+    run("export", ["scripts/export_symbol.py", "--model", "ssd_demo", "--params", params,
+                   "--out", os.path.join(out, "export", "ssd_demo")], timings)
+    images = [os.path.join(sample, "VOCsample", "JPEGImages", "%06d.jpg" % i)
+              for i in range(1000, 1004)]
+    run("detect", ["scripts/detect.py", "--model", "ssd_demo", "--params", params,
+                   "--images"] + images + ["--out", os.path.join(out, "detections")], timings)
+    with open(os.path.join(ROOT, out, "eval.json")) as f:
+        result = json.load(f)
+    print("\n== demo finished in %.0f s (%s)" % (time.time() - t0, ", ".join(
+        "%s %.0f s" % kv for kv in timings.items())))
+    print("VOC07 mAP on the held-out split (%d images): %.4f" % (result["images"], result["mAP"]))
+    for what, path in [("checkpoints and log.jsonl", os.path.join(out, "train")),
+                       ("metrics", os.path.join(out, "eval.json")),
+                       ("exported symbol + params", os.path.join(out, "export")),
+                       ("detections (PNG + JSON)", os.path.join(out, "detections"))]:
+        print("  %-26s %s" % (what, path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

@@ -1,0 +1,107 @@
+"""Detection batches from RecordIO files packed by ``ssd_gluon.voc``, read by MXNet's C++
+``ImageDetRecordIter`` (JPEG decode and augmentation in C++ threads), sharded by rank."""
+import os
+
+import mxnet as mx
+
+from .voc import HEADER_WIDTH, OBJECT_WIDTH
+
+# ImageNet statistics on the 0-255 scale; the network expects (pixel - mean) / std.
+MEAN_RGB = (123.675, 116.28, 103.53)
+STD_RGB = (58.395, 57.12, 57.375)
+
+# The paper's augmentation (section 3.6 and the "zoom out" of SSD300*): photometric
+# distortion, expansion onto a mean canvas up to 4x, min-IoU crops, mirror.
+PAPER_AUG = dict(
+    rand_crop_prob=5.0 / 6, num_crop_sampler=5,
+    min_crop_overlaps=(0.1, 0.3, 0.5, 0.7, 0.9), max_crop_overlaps=(1.0,) * 5,
+    min_crop_scales=(0.3,) * 5, max_crop_scales=(1.0,) * 5,
+    min_crop_aspect_ratios=(0.5,) * 5, max_crop_aspect_ratios=(2.0,) * 5,
+    max_crop_trials=(50,) * 5, crop_emit_mode="center",
+    rand_pad_prob=0.5, max_pad_scale=4.0, fill_value=124,
+    max_random_hue=18, random_hue_prob=0.5,
+    max_random_saturation=32, random_saturation_prob=0.5,
+    max_random_illumination=32, random_illumination_prob=0.5,
+    max_random_contrast=0.5, random_contrast_prob=0.5,
+    rand_mirror_prob=0.5)
+# Milder setting for the compact demo model (short schedule, small objects hurt it).
+LIGHT_AUG = dict(PAPER_AUG, rand_crop_prob=0.5, max_pad_scale=1.5, rand_pad_prob=0.3)
+AUGMENTATIONS = {"paper": PAPER_AUG, "light": LIGHT_AUG, "none": {}}
+
+
+def check_rec(rec_path):
+    """Absolute path of an existing ``.rec``; a one-line error otherwise."""
+    if not rec_path.endswith(".rec"):
+        raise ValueError("%s: expected a .rec file packed by data/pack_voc.py" % rec_path)
+    if not os.path.isfile(rec_path):
+        raise FileNotFoundError("%s: record file not found (pack it with data/pack_voc.py)"
+                                % rec_path)
+    return os.path.abspath(rec_path)
+
+
+def read_lst(rec_path):
+    """Rows of the ``.lst`` written beside the ``.rec``: lists of floats (the labels)."""
+    lst = rec_path[:-4] + ".lst"
+    if not os.path.isfile(lst):
+        raise FileNotFoundError("%s: list file not found next to the .rec" % lst)
+    with open(lst) as f:
+        return [[float(v) for v in line.split("\t")[1:-1]] for line in f if line.strip()]
+
+
+def read_classes(rec_path):
+    """Class names written by the packer as ``PREFIX.classes.txt``, or None."""
+    path = rec_path[:-4] + ".classes.txt"
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def dataset_stats(rec_path):
+    """(number of images, largest number of objects in one image) from the ``.lst``."""
+    rows = read_lst(check_rec(rec_path))
+    return len(rows), max((len(r) - HEADER_WIDTH) // OBJECT_WIDTH for r in rows)
+
+
+def _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads, **kwargs):
+    rec_path = check_rec(rec_path)
+    _, max_obj = dataset_stats(rec_path)
+    return mx.io.ImageDetRecordIter(
+        path_imgrec=rec_path, data_shape=(3, data_shape, data_shape), batch_size=batch_size,
+        label_pad_width=HEADER_WIDTH + OBJECT_WIDTH * max_obj, label_pad_value=-1,
+        num_parts=num_parts, part_index=part_index, preprocess_threads=threads,
+        mean_r=MEAN_RGB[0], mean_g=MEAN_RGB[1], mean_b=MEAN_RGB[2],
+        std_r=STD_RGB[0], std_g=STD_RGB[1], std_b=STD_RGB[2],
+        resize_mode="force", ctx="cpu", verbose=False, **kwargs)
+
+
+def train_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, seed=0,
+               augment="paper", threads=4):
+    """Shuffled, augmented batches of this rank's shard (``part_index`` of ``num_parts``).
+
+    Each batch: ``data[0]`` (B, 3, S, S) normalized, ``label[0]`` (B, 8 + 6*M) labels;
+    see ``split_label``.
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError("augment must be one of %s" % ", ".join(AUGMENTATIONS))
+    return _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads,
+                 shuffle=True, seed=seed, **AUGMENTATIONS[augment])
+
+
+def val_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, threads=4):
+    """Resize-only batches in file order; the last batch is padded (see ``batch.pad``)."""
+    return _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads,
+                 shuffle=False)
+
+
+# ImageDetRecordIter prepends [channels, height, width, raw label length] to each label.
+ITER_PREFIX = 4
+
+
+def split_label(label):
+    """Iterator label (B, 4 + 4 + 6*M) -> objects (B, M, 6) ``[cls, xmin, ymin, xmax, ymax, difficult]``
+    normalized (class -1 = padding) and original image sizes (B, 2) ``[width, height]``."""
+    start = ITER_PREFIX + HEADER_WIDTH
+    objects = label.slice_axis(axis=1, begin=start, end=None).reshape((0, -1, OBJECT_WIDTH))
+    sizes = label.slice_axis(axis=1, begin=ITER_PREFIX + 2, end=ITER_PREFIX + 4)
+    return objects, sizes
