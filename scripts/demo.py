@@ -17,9 +17,9 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--sample", default="data/sample", help="where the sample is generated")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.001)
     return p
 
 
@@ -41,15 +41,18 @@ def main(args):
     run("sample", ["data/make_sample.py", "--out", sample], timings)
     run("train", ["scripts/train.py", "--model", "ssd_demo", "--train", train_rec,
                   "--val", test_rec, "--epochs", str(args.epochs), "--batch-size",
-                  str(args.batch_size), "--lr", str(args.lr), "--warmup-epochs", "1",
+                  str(args.batch_size), "--optimizer", "adam", "--lr", str(args.lr),
+                  "--warmup-epochs", "0.5",
                   "--augment", "light", "--val-interval", str(args.epochs), "--threads", "2",
                   "--out", os.path.join(out, "train")], timings)
     run("eval", ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", params,
                  "--rec", test_rec, "--out", os.path.join(out, "eval.json")], timings)
     run("export", ["scripts/export_symbol.py", "--model", "ssd_demo", "--params", params,
                    "--out", os.path.join(out, "export", "ssd_demo")], timings)
-    images = [os.path.join(sample, "VOCsample", "JPEGImages", "%06d.jpg" % i)
-              for i in range(1000, 1004)]
+    voc = os.path.join(ROOT, sample, "VOCsample")
+    with open(os.path.join(voc, "ImageSets", "Main", "test.txt")) as f:
+        names = f.read().split()[:4]                     # held-out images only
+    images = [os.path.join(voc, "JPEGImages", name + ".jpg") for name in names]
     run("detect", ["scripts/detect.py", "--model", "ssd_demo", "--params", params,
                    "--images"] + images + ["--out", os.path.join(out, "detections")], timings)
     with open(os.path.join(ROOT, out, "eval.json")) as f:

@@ -5,18 +5,11 @@
 """
 import argparse
 import glob
-import json
 import os
-import sys
-
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mxnet as mx
 
-from ssd_gluon import visualize
+from ssd_gluon import cli, visualize
 from ssd_gluon.checkpoint import load_detector
 from ssd_gluon.engine import write_json
 from ssd_gluon.export import deploy_block
@@ -72,8 +65,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(get_args_parser().parse_args()))
-    except (FileNotFoundError, ValueError) as err:
-        print("error: %s" % err, file=sys.stderr)
-        sys.exit(1)
+    cli.run(main, get_args_parser())

@@ -8,15 +8,8 @@ The exported graph takes one input ``data``: float32 RGB pixels 0-255, shape
 (B, 3, S, S), and returns ids (B,K,1), scores (B,K,1), boxes (B,K,4) in input pixels.
 """
 import argparse
-import os
-import sys
 
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ssd_gluon import ops as ssd_ops
+from ssd_gluon import cli, ops as ssd_ops
 from ssd_gluon.checkpoint import load_detector
 from ssd_gluon.export import export_detector, verify_export
 
@@ -53,8 +46,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(get_args_parser().parse_args()))
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        print("error: %s" % err, file=sys.stderr)
-        sys.exit(1)
+    cli.run(main, get_args_parser())

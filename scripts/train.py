@@ -5,18 +5,17 @@
         --train data/voc/train.rec --val data/voc/test.rec --pretrained-base vgg16_atrous.params
 """
 import argparse
-import json
 import os
-import sys
 
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Horovod's CPU allreduce cannot read gradients that MXNet keeps in MKLDNN layout ("We can't
+# generate TBlob for MKLDNN data"): multi-process runs use the default layout. Must precede
+# the first mxnet import.
+if int(os.environ.get("HOROVOD_SIZE", "1")) > 1:
+    os.environ.setdefault("MXNET_MKLDNN_ENABLED", "0")
 
 import mxnet as mx
 
-from ssd_gluon import data, engine, model_zoo
+from ssd_gluon import cli, data, engine, model_zoo
 from ssd_gluon.predictor import SSDPredictor
 
 
@@ -67,7 +66,8 @@ def train(args):
     hvd.broadcast_parameters(params, root_rank=0)
 
     num_images, _ = data.dataset_stats(args.train)
-    iters = max(1, -(-num_images // (args.batch_size * size)))   # the iterator rounds up
+    # Ranks must agree on the step count: the smallest shard's full batches (at least one).
+    iters = max(1, min(data.shard_sizes(args.train, size)) // args.batch_size)
     lr = (args.lr if args.lr is not None else 1e-3 * args.batch_size / 32) * size
     steps = [float(s) for s in args.lr_steps.split(",") if s]
     sched = engine.lr_scheduler(lr, iters, args.epochs, args.warmup_epochs, steps)
@@ -91,8 +91,9 @@ def train(args):
         engine.write_json(os.path.join(args.out, "config.json"), config)
         print("training %s on %d images, %d worker(s), batch %d per worker, lr %.3g, %s"
               % (args.model, num_images, size, args.batch_size, lr, ctx))
+    average = (lambda name, arr: hvd.allreduce_(arr, average=True, name=name)) if size > 1 else None
     engine.fit(net, step, batches, args.epochs, ctx, args.out, rank, val_fn, args.val_interval,
-               args.log_interval, num_batches=iters)
+               args.log_interval, num_batches=iters, average_fn=average)
     if rank == 0:
         print("final parameters: %s" % os.path.join(args.out, "final.params"))
     return net
@@ -104,8 +105,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(get_args_parser().parse_args()))
-    except (FileNotFoundError, ValueError, FloatingPointError) as err:
-        print("error: %s" % err, file=sys.stderr)
-        sys.exit(1)
+    cli.run(main, get_args_parser())

@@ -63,6 +63,24 @@ def dataset_stats(rec_path):
     return len(rows), max((len(r) - HEADER_WIDTH) // OBJECT_WIDTH for r in rows)
 
 
+def shard_sizes(rec_path, num_parts):
+    """Images in each of the ``num_parts`` shards that ImageDetRecordIter reads.
+
+    The reader splits the ``.rec`` by bytes (part k starts at the first record at or after
+    byte k*size/num_parts), so shards differ in size; ranks must agree on a common number of
+    batches or Horovod's allreduce deadlocks. Offsets come from the ``.idx``.
+    """
+    rec_path = check_rec(rec_path)
+    idx = rec_path[:-4] + ".idx"
+    if not os.path.isfile(idx):
+        raise FileNotFoundError("%s: index file not found next to the .rec" % idx)
+    with open(idx) as f:
+        offsets = sorted(int(line.split("\t")[1]) for line in f if line.strip())
+    total = os.path.getsize(rec_path)
+    bounds = [total * k // num_parts for k in range(num_parts + 1)]
+    return [sum(1 for o in offsets if bounds[k] <= o < bounds[k + 1]) for k in range(num_parts)]
+
+
 def _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads, **kwargs):
     rec_path = check_rec(rec_path)
     _, max_obj = dataset_stats(rec_path)

@@ -69,6 +69,8 @@ def train_epoch(step, batches, ctx, epoch, log_interval=20, rank=0, num_batches=
     bar = tqdm(total=num_batches, desc="epoch %d" % epoch, disable=rank != 0, leave=False,
                dynamic_ncols=True)
     for i, batch in enumerate(batches):
+        if num_batches is not None and i >= num_batches:
+            break                     # every rank runs the same number of steps
         data = batch.data[0].as_in_context(ctx)
         objects, _ = split_label(batch.label[0].as_in_context(ctx))
         losses = step(data, objects)
@@ -131,13 +133,22 @@ def _prune(out_dir, keep):
 
 
 def fit(net, step, train_batches, epochs, ctx, out_dir, rank=0, val_fn=None, val_interval=1,
-        log_interval=20, keep_checkpoints=3, num_batches=None, log=print):
+        log_interval=20, keep_checkpoints=3, num_batches=None, average_fn=None, log=print):
     """Epoch loop: train, validate every ``val_interval`` epochs with ``val_fn(epoch) -> dict``
     (rank 0), checkpoint each epoch (rank 0), and write ``final.params`` and ``log.jsonl``.
-    Returns the list of per-epoch records."""
+
+    ``average_fn(name, array)`` (Horovod's in-place allreduce) averages the statistics that
+    are not trained (BatchNorm running mean/var, local to each rank) at the end of each epoch,
+    so every rank, and the checkpoint, hold the same values. Returns the per-epoch records.
+    """
     history = []
+    stats_params = {name: p for name, p in net._collect_params_with_prefix().items()
+                    if p.grad_req == "null" and not isinstance(p, mx.gluon.Constant)}
     for epoch in range(1, epochs + 1):
         stats = train_epoch(step, train_batches, ctx, epoch, log_interval, rank, num_batches)
+        if average_fn is not None:
+            for name, p in sorted(stats_params.items()):
+                average_fn(name, p.data())
         stats.update(epoch=epoch, lr=step.trainer.learning_rate,
                      images_per_sec=stats["images"] / max(stats["seconds"], 1e-9))
         if val_fn is not None and rank == 0 and (epoch % val_interval == 0 or epoch == epochs):

@@ -4,12 +4,12 @@ import importlib.util
 import os
 import sys
 
-import horovod.mxnet as hvd
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("train", os.path.join(ROOT, "scripts", "train.py"))
 train = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train)
+spec.loader.exec_module(train)        # first: it chooses MXNet settings before mxnet loads
+
+import horovod.mxnet as hvd  # noqa: E402
 
 args = train.get_args_parser().parse_args(sys.argv[1:])
 net = train.train(args)

@@ -1,6 +1,5 @@
 """The scripts on the sample: evaluation, detection, and one-line errors for bad input."""
 import json
-import os
 
 import mxnet as mx
 import pytest
