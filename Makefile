@@ -15,7 +15,8 @@ HVD_GPU := $(if $(GPU),HOROVOD_GPU_OPERATIONS=NCCL,)
 # Everything in one pip command with numpy pinned: a later separate install
 # would upgrade numpy past 1.23.5 and break `import mxnet` (np.bool).
 DEPS := numpy==1.23.5 $(MXNET_PKG) gluoncv==0.10.5.post0 opencv-python==4.11.0.86 \
-        matplotlib==3.10.9 pytest==8.3.4 tqdm wheel cloudpickle psutil pyyaml packaging cffi
+        matplotlib==3.10.9 scipy==1.15.3 pandas==2.3.3 pytest==8.3.4 tqdm==4.70.1 \
+        wheel cloudpickle psutil pyyaml packaging cffi
 
 .PHONY: setup demo test bench clean-sample
 

@@ -54,7 +54,7 @@ def main(args):
         names = f.read().split()[:4]                     # held-out images only
     images = [os.path.join(voc, "JPEGImages", name + ".jpg") for name in names]
     run("detect", ["scripts/detect.py", "--model", "ssd_demo", "--params", params,
-                   "--images"] + images + ["--out", os.path.join(out, "detections")], timings)
+                   "--thresh", "0.3", "--images"] + images + ["--out", os.path.join(out, "detections")], timings)
     with open(os.path.join(ROOT, out, "eval.json")) as f:
         result = json.load(f)
     print("\n== demo finished in %.0f s (%s)" % (time.time() - t0, ", ".join(

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .data import split_label
 from .loss import SSDLoss
-from .metric import VOCMApMetric
+from .eval import VOCMApMetric
 from .target import MultiBoxTargetGenerator
 
 

@@ -60,13 +60,15 @@ class VGGAtrous(HybridBlock):
     batch_norm : BatchNorm after every convolution of the stages and extras (for training
         from scratch; the paper's model has none)
     caffe_scale : multiply the input by std*255, for weights converted from Caffe VGG
+    l2norm : L2-normalize conv4_3 with a learned scale (the paper; needed when conv4_3 and
+        fc7 activations differ in scale, redundant with BatchNorm)
 
     Input (B, 3, H, W) normalized images; output a list of source feature maps:
     L2-normalized conv4_3, fc7, then one per extra block.
     """
 
     def __init__(self, layers, filters, fc_channels, fc_dilation, extras, batch_norm=False,
-                 caffe_scale=True, **kwargs):
+                 caffe_scale=True, l2norm=True, **kwargs):
         super().__init__(**kwargs)
         if len(layers) != 5 or len(filters) != 5:
             raise ValueError("VGG has 5 convolution stages")
@@ -78,7 +80,7 @@ class VGGAtrous(HybridBlock):
                 self.stages.add(_conv_relu_stack([(channels, 3, 1, 1)] * n, batch_norm))
             self.fc6 = _conv(fc_channels, 3, pad=fc_dilation, dilation=fc_dilation)
             self.fc7 = _conv(fc_channels, 1)
-            self.conv4_3_norm = L2Norm(filters[3], initial=20.0)
+            self.conv4_3_norm = L2Norm(filters[3], initial=20.0) if l2norm else None
             self.extras = nn.HybridSequential()
             for block in extras:
                 self.extras.add(_conv_relu_stack(block, batch_norm))
@@ -88,7 +90,7 @@ class VGGAtrous(HybridBlock):
         for stage in self.stages[:3]:
             x = _pool2x2(F, stage(x))
         x = self.stages[3](x)
-        sources = [self.conv4_3_norm(x)]
+        sources = [self.conv4_3_norm(x) if self.conv4_3_norm is not None else x]
         x = self.stages[4](_pool2x2(F, x))
         # pool5: 3x3 stride 1 keeps the resolution for the dilated fc6.
         x = F.Pooling(x, pool_type="max", kernel=(3, 3), stride=(1, 1), pad=(1, 1))

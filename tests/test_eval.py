@@ -1,17 +1,17 @@
-"""Tests for ssd_gluon.metric.VOCMApMetric: hand-computed cases and parity with gluoncv."""
+"""Tests for ssd_gluon.eval.VOCMApMetric: hand-computed cases and parity with gluoncv."""
 import math
 
 import numpy as np
 import pytest
 
-from ssd_gluon.metric import (VOCMApMetric, bbox_iou_voc, match_detections, voc07_ap,
+from ssd_gluon.eval import (VOCMApMetric, bbox_iou_voc, match_detections, voc07_ap,
                               voc_ap)
 
 mx = pytest.importorskip("mxnet")
 gluoncv_voc = pytest.importorskip("gluoncv.utils.metrics.voc_detection")
 
 pytestmark = [
-    # noise from the reference implementations, not from ssd_gluon.metric
+    # noise from the reference implementations, not from ssd_gluon.eval
     pytest.mark.filterwarnings("ignore:Please import `csr_matrix`:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning"),
 ]
