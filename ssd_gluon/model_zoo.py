@@ -38,15 +38,16 @@ def ssd_512_vgg16_atrous_voc(classes=None, ops="auto"):
 
 def ssd_demo(classes=None, ops="auto"):
     """Compact SSD for 2 CPU cores, trained from scratch in minutes: a thin VGG-atrous (same
-    topology, 1/4-1/8 of the channels, BatchNorm), 96x96 input, 866 anchors on five maps
-    (12, 6, 3, 2, 1)."""
+    topology, 1/4-1/8 of the channels, BatchNorm instead of the conv4_3 L2Norm), 96x96 input,
+    ratios {1, 2, 1/2} on every map (the sample's objects stay within aspect 2/3..3/2),
+    776 anchors on five maps (12, 6, 3, 2, 1)."""
     features = VGGAtrous(layers=(1, 1, 2, 2, 2), filters=(16, 24, 32, 64, 64),
                          fc_channels=96, fc_dilation=2, batch_norm=True, caffe_scale=False,
+                         l2norm=False,
                          extras=[[(48, 1, 1, 0), (96, 3, 2, 1)],    # 6 -> 3
                                  [(48, 1, 1, 0), (96, 3, 2, 1)],    # 3 -> 2
                                  [(48, 1, 1, 0), (96, 2, 1, 0)]])   # 2 -> 1
-    specs = anchor_specs(sizes=[10, 20, 36, 54, 76, 100],
-                         ratios=[_R3, _R5, _R5, _R3, _R3],
+    specs = anchor_specs(sizes=[10, 20, 36, 54, 76, 100], ratios=[_R3] * 5,
                          steps=[8, 16, 32, 48, 96])
     return SSD(features, specs, classes or SAMPLE_CLASSES, base_size=96, ops=ops)
 
