@@ -1,4 +1,6 @@
 """Loading a trained detector for evaluation, export and detection."""
+import mxnet as mx
+
 from . import model_zoo
 
 
@@ -8,7 +10,6 @@ def load_detector(model, params, classes=None, ops="auto", gluoncv=False, ctx=No
     Errors name the file: missing, not a parameter file, or written for another model or
     class count.
     """
-    import mxnet as mx
     net = model_zoo.get_model(model, classes=classes, ops=ops)
     if gluoncv:
         model_zoo.load_gluoncv_parameters(net, params)
