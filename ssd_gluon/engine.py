@@ -60,8 +60,7 @@ def atomic_save(save_fn, path):
             os.remove(tmp)
 
 
-def train_epoch(step, batches, ctx, epoch, log_interval=20, rank=0, num_batches=None,
-                log=print):
+def train_epoch(step, batches, ctx, epoch, log_interval=20, rank=0, num_batches=None):
     """Run one epoch; returns {'images', 'seconds', 'loss', 'cls_loss', 'box_loss'} (means over
     the logged iterations, read back only at ``log_interval``)."""
     batches.reset()

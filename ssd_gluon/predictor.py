@@ -55,18 +55,19 @@ class SSDPredictor(HybridBlock):
     def _per_class_topk(self, F, scores):
         """Top ``nms_topk`` scores per class of (B, C, N); pads with score -1 when N < k so
         the shape does not depend on N (padding rows are below any threshold)."""
-        pad = F.broadcast_axis(scores.slice_axis(axis=2, begin=0, end=1) * 0 - 1,
-                               axis=2, size=self.nms_topk)
-        padded = F.concat(scores, pad, dim=2)
+        padded = self._pad(F, scores, axis=2, value=-1)
         values, idx = F.topk(padded, axis=2, k=self.nms_topk, ret_typ="both", dtype="float32")
         return values, idx
 
     def _gather_boxes(self, F, boxes, idx):
         """boxes (B, N, 4), anchor indices (B, C, K) into the padded range -> (B, C, K, 4)."""
-        pad = F.broadcast_axis(boxes.slice_axis(axis=1, begin=0, end=1) * 0,
-                               axis=1, size=self.nms_topk)
-        padded = F.concat(boxes, pad, dim=1)
-        return F.gather_nd(padded, self._nd_index(F, idx))
+        return F.gather_nd(self._pad(F, boxes, axis=1, value=0), self._nd_index(F, idx))
+
+    def _pad(self, F, x, axis, value):
+        """Append ``nms_topk`` entries equal to ``value`` along ``axis`` (no shape needed)."""
+        pad = F.broadcast_axis(x.slice_axis(axis=axis, begin=0, end=1) * 0 + value,
+                               axis=axis, size=self.nms_topk)
+        return F.concat(x, pad, dim=axis)
 
     @staticmethod
     def _nd_index(F, idx):
