@@ -2,6 +2,7 @@
 #   make demo            set up .venv, then train/eval/export the compact model on the embedded sample
 #   make test            set up .venv, then run the test suite
 #   make bench           side-by-side benchmarks (ours / peer)
+#   make ops             rebuild the operator library after editing ops/ (setup does it once)
 #   GPU=cu112 make ...   install mxnet-cu112 and build horovod with NCCL instead (GPU machines)
 
 PYTHON ?= python3.11
@@ -18,7 +19,7 @@ DEPS := numpy==1.23.5 $(MXNET_PKG) gluoncv==0.10.5.post0 opencv-python==4.11.0.8
         matplotlib==3.10.9 scipy==1.15.3 pandas==2.3.3 pytest==8.3.4 tqdm==4.70.1 \
         wheel cloudpickle psutil pyyaml packaging cffi
 
-.PHONY: setup demo test bench clean-sample
+.PHONY: setup demo test bench ops clean-sample
 
 setup: $(VENV)/.done
 
@@ -36,9 +37,13 @@ $(VENV)/.horovod: $(VENV)/.deps
 	$(PIP) install --no-build-isolation --no-cache-dir horovod==0.28.1 numpy==1.23.5
 	touch $@
 
-$(VENV)/.done: $(VENV)/.horovod setup.py
+# pip's build_ext compiles ops/ into ssd_gluon/_lib/libssd_ops.so (CUDA too when nvcc is found).
+$(VENV)/.done: $(VENV)/.horovod setup.py $(wildcard ops/*.cc ops/*.h ops/*.cu ops/build.py)
 	$(PIP) install --no-build-isolation --no-deps -e .
 	touch $@
+
+ops: $(VENV)/.horovod
+	$(PY) ops/build.py
 
 demo: setup
 	$(PY) scripts/demo.py --out runs/demo

@@ -1,10 +1,48 @@
-from setuptools import find_packages, setup
+"""Installs ssd_gluon and compiles the operator library from ops/ (see ops/build.py).
+
+The library is built by ``build_ext`` (run by ``pip install [-e] .``) into
+``ssd_gluon/_lib/libssd_ops.so``; a failed build stops the install with the compiler's
+message. ``SSD_WITH_CUDA=0|1`` forces the CUDA part off or on (default: when nvcc is found).
+"""
+import importlib.util
+import os
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LIB_NAME = "ssd_gluon._lib.libssd_ops"
+
+
+def _ops_build():
+    spec = importlib.util.spec_from_file_location("ssd_ops_build", os.path.join(HERE, "ops", "build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class BuildOps(build_ext):
+    """Builds the lib_api operator library with ops/build.py instead of distutils' compiler
+    (it needs mxnet's lib_api.cc, OpenMP and optionally nvcc)."""
+
+    def get_ext_filename(self, fullname):
+        return os.path.join(*fullname.split(".")) + ".so"
+
+    def build_extension(self, ext):
+        ops_build = _ops_build()
+        try:
+            ops_build.build(os.path.abspath(self.get_ext_fullpath(ext.name)))
+        except ops_build.BuildError as err:
+            raise SystemExit("ssd_gluon: building the ops library failed: %s" % err)
+
 
 setup(
     name="ssd_gluon",
-    version="0.1.0",
+    version="0.2.0",
     description="SSD (Single Shot MultiBox Detector) in MXNet Gluon with Horovod training",
     packages=find_packages(include=["ssd_gluon", "ssd_gluon.*"]),
+    ext_modules=[Extension(LIB_NAME, sources=[])],
+    cmdclass={"build_ext": BuildOps},
     python_requires=">=3.8,<3.12",
     install_requires=["numpy==1.23.5", "mxnet>=1.9.1,<2", "gluoncv", "opencv-python",
                       "matplotlib", "tqdm"],

@@ -35,7 +35,7 @@ def load():
     if not is_built():
         raise OpsNotBuiltError(
             "ssd_gluon ops library not built: %s is missing (build it with "
-            "`pip install -e .` in a tree that has ops/, or use ops='builtin')" % LIBRARY_PATH)
+            "`python ops/build.py` or `pip install -e .`, or use ops='builtin')" % LIBRARY_PATH)
     mx.library.load(LIBRARY_PATH, verbose=False)
     _loaded = True
     return LIBRARY_PATH
@@ -61,3 +61,16 @@ def multibox_target(F, impl, anchors, labels, cls_preds, **attrs):
     """(loc_target (B,N*4), loc_mask (B,N*4), cls_target (B,N)); attributes as MultiBoxTarget."""
     op = F.ssd_multibox_target if impl == "custom" else F.contrib.MultiBoxTarget
     return op(anchors, labels, cls_preds, **attrs)
+
+
+def multibox_detection(F, impl, cls_prob, loc_pred, anchors, **attrs):
+    """Detections from ``cls_prob (B, C+1, N)``, ``loc_pred (B, N*4)``, ``anchors (1, N, 4)``.
+
+    Built-in: MultiBoxDetection's best-class rows (B, N, 6). Custom: the same, or with
+    ``per_class=True`` the paper's per-class output (B, keep_topk, 6).
+    """
+    if impl == "custom":
+        return F.ssd_multibox_detection(cls_prob, loc_pred, anchors, **attrs)
+    if attrs.pop("per_class", False) or attrs.pop("keep_topk", None) is not None:
+        raise ValueError("per_class / keep_topk need the custom ops library (ops='custom')")
+    return F.contrib.MultiBoxDetection(cls_prob, loc_pred, anchors, **attrs)

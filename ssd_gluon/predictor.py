@@ -1,7 +1,8 @@
 """Inference head: decode boxes and run the paper's per-class NMS (DetectionOutput)."""
 from mxnet.gluon import HybridBlock
 
-from .boxes import decode
+from . import ops as _ops
+from .boxes import VARIANCES, decode
 
 
 class SSDPredictor(HybridBlock):
@@ -16,20 +17,48 @@ class SSDPredictor(HybridBlock):
     candidate, so one anchor can produce detections of several classes; each class keeps its
     ``nms_topk`` best candidates, NMS at ``nms_thresh`` runs per class, and the ``post_nms``
     best survivors over all classes are returned.
+
+    ``ops``: 'custom' runs all of this in one ``ssd_multibox_detection(per_class=True)``;
+    'builtin' composes it from MXNet built-ins (softmax, topk, gather_nd, box_nms), for graphs
+    that must run without the ops library; default: the network's choice.
     """
 
     def __init__(self, net, nms_thresh=0.45, nms_topk=400, post_nms=200, score_thresh=0.01,
-                 **kwargs):
+                 ops=None, **kwargs):
         super().__init__(**kwargs)
         if not 0 < nms_thresh <= 1:
             raise ValueError("nms_thresh must be in (0, 1], got %r" % nms_thresh)
         self.nms_thresh, self.nms_topk = nms_thresh, nms_topk
         self.post_nms, self.score_thresh = post_nms, score_thresh
+        self._impl = _ops.resolve(ops or getattr(net, "ops", "auto"))
         with self.name_scope():
             self.net = net
 
     def hybrid_forward(self, F, x):
         cls_preds, box_preds, anchors = self.net(x)
+        if self._impl == "custom":
+            rows = self._custom_rows(F, cls_preds, box_preds, anchors)
+        else:
+            rows = self._builtin_rows(F, cls_preds, box_preds, anchors)
+        ids = rows.slice_axis(axis=-1, begin=0, end=1)
+        out_scores = rows.slice_axis(axis=-1, begin=1, end=2)
+        bboxes = rows.slice_axis(axis=-1, begin=2, end=6)
+        # Scale to input pixels; suppressed rows (-1) stay -1.
+        hw = F.cast(F.shape_array(x).slice_axis(axis=0, begin=2, end=4), "float32")
+        whwh = F.tile(F.reverse(hw, axis=0), reps=2).reshape((1, 1, 4))
+        bboxes = F.where(bboxes < 0, bboxes, F.broadcast_mul(bboxes, whwh))
+        return ids, out_scores, bboxes
+
+    def _custom_rows(self, F, cls_preds, box_preds, anchors):
+        """(B, post_nms, 6) rows [class, score, box] from the library's per-class operator."""
+        prob = F.transpose(F.softmax(cls_preds, axis=-1), (0, 2, 1))       # (B, C+1, N)
+        return _ops.multibox_detection(
+            F, "custom", prob, box_preds.reshape((0, -1)), anchors, per_class=True,
+            keep_topk=self.post_nms, nms_topk=self.nms_topk, nms_threshold=self.nms_thresh,
+            threshold=self.score_thresh, clip=True, variances=VARIANCES)
+
+    def _builtin_rows(self, F, cls_preds, box_preds, anchors):
+        """The same rows composed from built-ins: per-class top-k, gather, box_nms."""
         boxes = F.clip(decode(F, box_preds, anchors), 0.0, 1.0)             # (B, N, 4)
         scores = F.softmax(cls_preds, axis=-1).slice_axis(axis=-1, begin=1, end=None)
         scores = F.transpose(scores, (0, 2, 1))                             # (B, C, N)
@@ -42,15 +71,7 @@ class SSDPredictor(HybridBlock):
         rows = F.contrib.box_nms(rows, overlap_thresh=self.nms_thresh,
                                  valid_thresh=self.score_thresh, topk=-1, coord_start=2,
                                  score_index=1, id_index=0, force_suppress=False)
-        rows = rows.slice_axis(axis=1, begin=0, end=self.post_nms)
-        ids = rows.slice_axis(axis=-1, begin=0, end=1)
-        out_scores = rows.slice_axis(axis=-1, begin=1, end=2)
-        bboxes = rows.slice_axis(axis=-1, begin=2, end=6)
-        # Scale to input pixels; suppressed rows (-1) stay -1.
-        hw = F.cast(F.shape_array(x).slice_axis(axis=0, begin=2, end=4), "float32")
-        whwh = F.tile(F.reverse(hw, axis=0), reps=2).reshape((1, 1, 4))
-        bboxes = F.where(bboxes < 0, bboxes, F.broadcast_mul(bboxes, whwh))
-        return ids, out_scores, bboxes
+        return rows.slice_axis(axis=1, begin=0, end=self.post_nms)
 
     def _per_class_topk(self, F, scores):
         """Top ``nms_topk`` scores per class of (B, C, N); pads with score -1 when N < k so

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from mxnet.gluon import HybridBlock
 
-from ssd_gluon.boxes import VARIANCES
+from detection_reference import detection_output, softmax
 from ssd_gluon.predictor import SSDPredictor
+
+IMPLS = ["builtin", "custom"]
 
 
 class FixedOutputs(HybridBlock):
@@ -19,43 +21,9 @@ class FixedOutputs(HybridBlock):
         return self._outs
 
 
-def np_iou(a, b):
-    iw = np.maximum(0, np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]))
-    ih = np.maximum(0, np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]))
-    inter = iw * ih
-    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
-    return inter / (area(a) + area(b) - inter)
-
-
-def reference(cls, box, anchors, nms_thresh, topk, keep, thresh):
-    """Per image: list of (class, score, box) sorted by score."""
-    a = anchors[0]
-    acx, acy = (a[:, 0] + a[:, 2]) / 2, (a[:, 1] + a[:, 3]) / 2
-    aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
-    out = []
-    for b in range(cls.shape[0]):
-        p = box[b]
-        cx, cy = acx + p[:, 0] * VARIANCES[0] * aw, acy + p[:, 1] * VARIANCES[1] * ah
-        w, h = aw * np.exp(p[:, 2] * VARIANCES[2]), ah * np.exp(p[:, 3] * VARIANCES[3])
-        boxes = np.clip(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1), 0, 1)
-        e = np.exp(cls[b] - cls[b].max(-1, keepdims=True))
-        prob = e / e.sum(-1, keepdims=True)
-        dets = []
-        for c in range(1, cls.shape[2]):
-            order = np.argsort(-prob[:, c])[:topk]
-            order = order[prob[order, c] > thresh]
-            kept = []
-            for i in order:
-                if not kept or np.all(np_iou(boxes[i], boxes[kept]) <= nms_thresh):
-                    kept.append(i)
-            dets += [(c - 1, prob[i, c], boxes[i]) for i in kept]
-        dets.sort(key=lambda d: -d[1])
-        out.append(dets[:keep])
-    return out
-
-
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("seed", range(6))
-def test_matches_numpy_detection_output(seed):
+def test_matches_numpy_detection_output(seed, impl):
     rng = np.random.RandomState(seed)
     B, N, C = 2, 60, 4
     xy = rng.uniform(0, 0.8, size=(N, 2))
@@ -64,11 +32,11 @@ def test_matches_numpy_detection_output(seed):
     box = rng.normal(scale=0.5, size=(B, N, 4))
     topk, keep, thresh, nms = (20, 30, 0.05, 0.45) if seed % 2 else (100, 200, 0.01, 0.5)
     pred = SSDPredictor(FixedOutputs(cls, box, anchors), nms_thresh=nms, nms_topk=topk,
-                        post_nms=keep, score_thresh=thresh)
+                        post_nms=keep, score_thresh=thresh, ops=impl)
     size = 200
     ids, scores, bboxes = [o.asnumpy() for o in pred(mx.nd.zeros((B, 3, size, size)))]
     assert ids.shape == (B, keep, 1) and scores.shape == (B, keep, 1) and bboxes.shape == (B, keep, 4)
-    for b, dets in enumerate(reference(cls, box, anchors, nms, topk, keep, thresh)):
+    for b, dets in enumerate(detection_output(softmax(cls), box, anchors, nms, topk, keep, thresh)):
         n = len(dets)
         np.testing.assert_array_equal(ids[b, :n, 0], [d[0] for d in dets])
         np.testing.assert_allclose(scores[b, :n, 0], [d[1] for d in dets], rtol=1e-5)
@@ -77,12 +45,13 @@ def test_matches_numpy_detection_output(seed):
         assert np.all(ids[b, n:] == -1) and np.all(scores[b, n:] == -1) and np.all(bboxes[b, n:] == -1)
 
 
-def test_one_anchor_yields_several_classes():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_anchor_yields_several_classes(impl):
     # Softmax [bg, c0, c1] = [0.1, 0.45, 0.45]: both classes above threshold -> two detections
     # of the same box (MultiBoxDetection would keep only the best class).
     anchors = np.array([[[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]]])
     cls = np.log(np.array([[[0.1, 0.45, 0.45], [0.98, 0.01, 0.01]]]))
-    pred = SSDPredictor(FixedOutputs(cls, np.zeros((1, 2, 4)), anchors), score_thresh=0.1)
+    pred = SSDPredictor(FixedOutputs(cls, np.zeros((1, 2, 4)), anchors), score_thresh=0.1, ops=impl)
     ids, scores, bboxes = [o.asnumpy()[0] for o in pred(mx.nd.zeros((1, 3, 100, 100)))]
     assert sorted(ids[:2, 0].tolist()) == [0, 1]
     np.testing.assert_allclose(scores[:2, 0], [0.45, 0.45], rtol=1e-5)
@@ -90,9 +59,10 @@ def test_one_anchor_yields_several_classes():
     assert np.all(ids[2:] == -1)
 
 
-def test_boxes_scale_with_non_square_input():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_boxes_scale_with_non_square_input(impl):
     anchors = np.array([[[0.25, 0.5, 0.75, 1.0]]])
     cls = np.log(np.array([[[0.05, 0.95]]]))
-    pred = SSDPredictor(FixedOutputs(cls, np.zeros((1, 1, 4)), anchors))
+    pred = SSDPredictor(FixedOutputs(cls, np.zeros((1, 1, 4)), anchors), ops=impl)
     _, _, bboxes = pred(mx.nd.zeros((1, 3, 60, 200)))
     np.testing.assert_allclose(bboxes.asnumpy()[0, 0], [50, 30, 150, 60], rtol=1e-5)
