@@ -64,7 +64,9 @@ def compile_cuda(nvcc, workdir):
     obj = os.path.join(workdir, "ssd_ops_cuda.o")
     archs = os.environ.get("SSD_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).split(";")
     gencode = ["-gencode=arch=compute_%s,code=sm_%s" % (a, a) for a in archs if a]
-    run([nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-I", HERE, *gencode,
+    # --fmad=false: no fused multiply-adds, so IoUs and boxes round as on the CPU and
+    # near-ties resolve the same way on both.
+    run([nvcc, "-O3", "-std=c++17", "--fmad=false", "-Xcompiler", "-fPIC", "-I", HERE, *gencode,
          "-c", os.path.join(HERE, CUDA_SOURCE), "-o", obj])
     # The static runtime: the library must not depend on which libcudart MXNet ships.
     return obj, ["-L" + cuda_lib_dir(nvcc), "-lcudart_static", "-ldl", "-lrt", "-lpthread"]

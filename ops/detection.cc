@@ -1,6 +1,7 @@
 // CPU detection output. Best-class mode reproduces MultiBoxDetection row for row; per-class
 // mode is the paper's DetectionOutput (see ops/README.md for the exact rules of each).
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "cpu_threads.h"
@@ -20,11 +21,14 @@ struct Det {
 // Sorts the best ``top`` elements of ``v`` to its front (strict total order, so the result
 // equals a full stable sort's prefix); linear selection first, as top << size is common.
 template <typename T>
+void select_top(T* first, T* last, int top) {
+  if (top < last - first) std::nth_element(first, first + top, last);
+  std::sort(first, first + top);
+}
+
+template <typename T>
 void select_top(std::vector<T>* v, int top) {
-  if (top < static_cast<int>(v->size())) {
-    std::nth_element(v->begin(), v->begin() + top, v->end());
-  }
-  std::sort(v->begin(), v->begin() + top);
+  select_top(v->data(), v->data() + v->size(), top);
 }
 
 // Foreground class id in the output: the background column is removed.
@@ -76,70 +80,32 @@ void best_class_image(const SsdDetectionParams* p, const float* prob, const floa
   }
 }
 
-// The kept boxes of one class, indexed for "does this candidate overlap any of them by
-// more than t?". IoU(a, b) > t needs an x-overlap above t * width(b) (the intersection is at
-// most x-overlap * height(b), the union at least area(b)), so only kept boxes whose left edge
-// lies in a window around b can qualify. Boxes are split into width bands, each sorted by
-// left edge, which keeps the window narrow for small boxes even when some kept box is wide.
-class OverlapIndex {
- public:
-  void clear() {
-    for (Band& band : bands_) band = Band();
-  }
-
-  __attribute__((target_clones("avx2", "default")))
-  bool any_above(const float* b, float t) const {
-    const float need = t * (b[2] - b[0]);
-    for (const Band& band : bands_) {
-      const std::vector<float>& x0 = band.x0;
-      // The epsilon keeps rounding in iou_above from ever reaching outside the window.
-      const size_t lo = std::lower_bound(x0.begin(), x0.end(), b[0] + need - band.max_w - 1e-5f) - x0.begin();
-      const size_t hi = std::lower_bound(x0.begin(), x0.end(), b[2] - need + 1e-5f) - x0.begin();
-      int hit = 0;
-      for (size_t k = lo; k < hi; ++k) {
-        hit |= ssd::iou_above(b[0], b[1], b[2], b[3], x0[k], band.y0[k], band.x1[k], band.y1[k], t);
-      }
-      if (hit) return true;
-    }
-    return false;
-  }
-
-  void add(const float* b) {
-    const float w = b[2] - b[0];
-    int i = 0;
-    while (i + 1 < kBands && w > kBandWidth[i]) ++i;
-    Band& band = bands_[i];
-    const size_t at = std::upper_bound(band.x0.begin(), band.x0.end(), b[0]) - band.x0.begin();
-    band.x0.insert(band.x0.begin() + at, b[0]);
-    band.y0.insert(band.y0.begin() + at, b[1]);
-    band.x1.insert(band.x1.begin() + at, b[2]);
-    band.y1.insert(band.y1.begin() + at, b[3]);
-    band.max_w = std::max(band.max_w, w);
-  }
-
- private:
-  static constexpr int kBands = 5;
-  static constexpr float kBandWidth[kBands - 1] = {1 / 16.f, 1 / 8.f, 1 / 4.f, 1 / 2.f};
-  struct Band {
-    std::vector<float> x0, y0, x1, y1;
-    float max_w = 0.f;
-  };
-  Band bands_[kBands];
-};
-
-// Survivors of one (image, class) in NMS order, plus the scratch of the class's NMS.
+// Survivors of one (image, class) in NMS order, as separate coordinate arrays so that
+// testing a candidate against all of them is a vectorizable loop.
 struct Kept {
   std::vector<float> x0, y0, x1, y1, score;
-  std::vector<Det> cand;
-  OverlapIndex index;
+  std::unique_ptr<Det[]> cand;  // not a vector: no zero-filling N entries per class
   void clear() {
     x0.clear(); y0.clear(); x1.clear(); y1.clear(); score.clear();
-    index.clear();
   }
   void push(const float* box, float s) {
     x0.push_back(box[0]); y0.push_back(box[1]); x1.push_back(box[2]); y1.push_back(box[3]);
     score.push_back(s);
-    index.add(box);
+  }
+  // Whether box b overlaps a survivor by IoU > t. Blocks of 16 vectorize; a suppressed
+  // box usually overlaps an early (high-score) survivor, so testing stops at the first hit.
+  __attribute__((target_clones("avx2", "default")))
+  bool any_above(const float* b, float t) const {
+    const size_t m = score.size();
+    for (size_t k0 = 0; k0 < m; k0 += 16) {
+      const size_t k1 = std::min(m, k0 + 16);
+      int hit = 0;
+      for (size_t k = k0; k < k1; ++k) {
+        hit |= ssd::iou_above(b[0], b[1], b[2], b[3], x0[k], y0[k], x1[k], y1[k], t);
+      }
+      if (hit) return true;
+    }
+    return false;
   }
 };
 
@@ -151,20 +117,19 @@ void nms_one_class(const SsdDetectionParams* p, const float* prob, const float* 
   kept->clear();
   // Branch-free compaction: about a third of the anchors pass a 0.01 threshold in random
   // order, which would mispredict a branch half the time.
-  kept->cand.resize(n);
-  Det* cand = kept->cand.data();
+  if (!kept->cand) kept->cand.reset(new Det[n]);
+  Det* cand = kept->cand.get();
   int count = 0;
   for (int j = 0; j < n; ++j) {
     cand[count] = Det{prob[j], j};
     count += prob[j] > p->threshold;
   }
-  kept->cand.resize(count);
   int top = count;
   if (p->nms_topk > 0 && p->nms_topk < top) top = p->nms_topk;
-  select_top(&kept->cand, top);
+  select_top(cand, cand + count, top);
   for (int i = 0; i < top; ++i) {
-    const float* b = boxes + kept->cand[i].index * 4;
-    if (!kept->index.any_above(b, p->nms_threshold)) kept->push(b, kept->cand[i].score);
+    const float* b = boxes + cand[i].index * 4;
+    if (!kept->any_above(b, p->nms_threshold)) kept->push(b, cand[i].score);
   }
 }
 

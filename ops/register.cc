@@ -2,6 +2,7 @@
 // parsing, shape and type inference, and thin forward functions that call the C entry
 // points of ssd_ops.h. Compiled by the host compiler only: lib_api.h does not build under
 // nvcc 13, and the CUDA side needs nothing from it but a stream and a workspace.
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -78,6 +79,16 @@ bool float32_only(const char* op, std::vector<int>* in, std::vector<int>* out, s
 
 #ifdef SSD_WITH_CUDA
 bool on_gpu(const MXTensor& t) { return t.ctx.dev_type == "gpu"; }
+
+// OpResource::alloc_gpu takes an int: refuse what it cannot express instead of wrapping.
+void* gpu_workspace(const char* op, const OpResource& res, size_t bytes) {
+  if (bytes > static_cast<size_t>(INT_MAX)) {
+    SSD_ERROR << op << ": needs " << bytes << " bytes of GPU workspace, more than MXNet's "
+              << "allocator accepts; lower nms_topk or the batch size";
+    return nullptr;
+  }
+  return res.alloc_gpu(static_cast<int>(bytes));
+}
 
 MXReturnValue cuda_status(const char* op, int err) {
   if (err == 0) return MX_SUCCESS;
@@ -233,7 +244,8 @@ MXReturnValue target_forward(const Attrs& a, std::vector<MXTensor>* in,
   float* ct = (*out)[2].data<float>();
 #ifdef SSD_WITH_CUDA
   if (on_gpu(labels)) {
-    void* ws = res.alloc_gpu(static_cast<int>(ssd_target_workspace_bytes(&p)));
+    void* ws = gpu_workspace("ssd_multibox_target", res, ssd_target_workspace_bytes(&p));
+    if (ws == nullptr) return MX_FAIL;
     return cuda_status("ssd_multibox_target",
                        ssd_target_cuda(&p, anchors, labels.data<float>(), cls_preds, lt, lm,
                                        ct, ws, res.get_cuda_stream()));
@@ -316,7 +328,8 @@ MXReturnValue detection_forward(const Attrs& a, std::vector<MXTensor>* in,
   float* dst = (*out)[0].data<float>();
 #ifdef SSD_WITH_CUDA
   if (on_gpu(prob)) {
-    void* ws = res.alloc_gpu(static_cast<int>(ssd_detection_workspace_bytes(&p)));
+    void* ws = gpu_workspace("ssd_multibox_detection", res, ssd_detection_workspace_bytes(&p));
+    if (ws == nullptr) return MX_FAIL;
     return cuda_status("ssd_multibox_detection",
                        ssd_detection_cuda(&p, prob.data<float>(), loc, anchors, dst, ws,
                                           res.get_cuda_stream()));
