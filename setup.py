@@ -28,6 +28,12 @@ class BuildOps(build_ext):
     def get_ext_filename(self, fullname):
         return os.path.join(*fullname.split(".")) + ".so"
 
+    def copy_extensions_to_source(self):
+        # Editable installs copy the library into the source tree, whose _lib/ a fresh clone
+        # does not have (built files are not committed).
+        os.makedirs(os.path.join(HERE, "ssd_gluon", "_lib"), exist_ok=True)
+        super().copy_extensions_to_source()
+
     def build_extension(self, ext):
         ops_build = _ops_build()
         try:
