@@ -1,5 +1,9 @@
-"""Pack PASCAL VOC image sets into an MXNet RecordIO file for ImageDetRecordIter.
+"""Pack PASCAL VOC image sets into MXNet RecordIO files for ImageDetRecordIter.
 
+    # the standard split in one command: DIR/train.* (VOC2007 + VOC2012 trainval) and
+    # DIR/test.* (VOC2007 test, difficult flags kept)
+    python data/pack_voc.py --voc-root VOCdevkit --out-dir data/voc
+    # or any sets into one prefix
     python data/pack_voc.py --voc-root VOCdevkit --sets 2007-trainval,2012-trainval \\
         --out data/voc_trainval [--classes a,b,c | --classes FILE] [--strict] [--workers N]
 
@@ -22,10 +26,16 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--voc-root', required=True,
                         help='directory holding VOC<YEAR>/ folders (e.g. VOCdevkit)')
-    parser.add_argument('--sets', required=True,
-                        help='comma-separated YEAR-SPLIT image sets, '
+    parser.add_argument('--out-dir', default=None,
+                        help='pack DIR/train.* from --train-sets and DIR/test.* from --test-sets')
+    parser.add_argument('--train-sets', default='2007-trainval,2012-trainval',
+                        help='with --out-dir (default: %(default)s)')
+    parser.add_argument('--test-sets', default='2007-test',
+                        help='with --out-dir (default: %(default)s)')
+    parser.add_argument('--sets', default=None,
+                        help='comma-separated YEAR-SPLIT image sets for --out, '
                              'e.g. 2007-trainval,2012-trainval')
-    parser.add_argument('--out', required=True, help='output prefix (PREFIX.rec, .idx, .lst, ...)')
+    parser.add_argument('--out', default=None, help='output prefix (PREFIX.rec, .idx, .lst, ...)')
     parser.add_argument('--classes', default=None,
                         help='comma-separated class names or a file with one name per line '
                              '(default: the 20 VOC classes)')
@@ -54,20 +64,33 @@ def load_class_names(spec):
         raise PackError(source, err, 'bad classes') from None
 
 
+def jobs(args):
+    """[(sets, prefix)] to pack, from --out-dir or --sets/--out."""
+    if args.out_dir and (args.sets or args.out):
+        raise PackError('--out-dir', 'use either --out-dir or --sets with --out', 'bad arguments')
+    if args.out_dir:
+        return [(args.train_sets, os.path.join(args.out_dir, 'train')),
+                (args.test_sets, os.path.join(args.out_dir, 'test'))]
+    if not (args.sets and args.out):
+        raise PackError('--sets', 'give --out-dir, or both --sets and --out', 'bad arguments')
+    return [(args.sets, args.out)]
+
+
 def main(args):
     try:
         class_names = load_class_names(args.classes)
-        sets = [s.strip() for s in args.sets.split(',') if s.strip()]
-        summary = pack_voc(args.voc_root, sets, args.out, class_names=class_names,
-                           strict=args.strict, num_workers=args.workers,
-                           progress=not args.no_progress)
+        for sets, prefix in jobs(args):
+            sets = [s.strip() for s in sets.split(',') if s.strip()]
+            summary = pack_voc(args.voc_root, sets, prefix, class_names=class_names,
+                               strict=args.strict, num_workers=args.workers,
+                               progress=not args.no_progress)
+            print(summary.format())
     except (PackError, OSError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('error: interrupted (no output written)', file=sys.stderr)
+        print('error: interrupted (no partial output written)', file=sys.stderr)
         return 130
-    print(summary.format())
     return 0
 
 

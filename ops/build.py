@@ -103,7 +103,10 @@ def build(out=DEFAULT_OUT, kernels_only=False, verbose=True):
             link = [obj] + link
         tmp = os.path.join(os.path.dirname(os.path.abspath(out)), ".tmp-" + os.path.basename(out))
         # --no-undefined: a missing symbol must fail here, not kill the interpreter at load.
-        run([cxx, *flags, *sources, *link, "-Wl,--no-undefined", "-o", tmp])
+        # -Bsymbolic: libmxnet.so exports its own (differently built) copy of lib_api's
+        # classes; once horovod.mxnet has put it in the global symbol scope, our lib_api.cc
+        # calls would bind to it and crash at load (SIGFPE). Bind them to our own copy.
+        run([cxx, *flags, *sources, *link, "-Wl,--no-undefined", "-Wl,-Bsymbolic", "-o", tmp])
         os.replace(tmp, out)
     if verbose:
         print("built %s (%s)" % (out, "CPU + CUDA" if nvcc else "CPU only"))

@@ -10,20 +10,24 @@ from .voc import HEADER_WIDTH, OBJECT_WIDTH
 MEAN_RGB = (123.675, 116.28, 103.53)
 STD_RGB = (58.395, 57.12, 57.375)
 
-# The paper's augmentation (section 3.6 and the "zoom out" of SSD300*): photometric
-# distortion, expansion onto a mean canvas up to 4x, min-IoU crops, mirror.
-PAPER_AUG = dict(
+# The paper's augmentation (section 3.6 and the "zoom out" of SSD300*), in MXNet's order:
+# photometric distortion, mirror, expansion onto a mean-filled canvas up to 4x (p 0.5), one
+# of five min-IoU crop samplers (IoU >= 0.1 ... 0.9 with some object, scale [0.3, 1], aspect
+# [0.5, 2], 50 trials; an object is kept when its center stays inside), resize.
+PAPER_PHOTOMETRIC = dict(
+    max_random_hue=18, random_hue_prob=0.5,
+    max_random_saturation=32, random_saturation_prob=0.5,
+    max_random_illumination=32, random_illumination_prob=0.5,
+    max_random_contrast=0.5, random_contrast_prob=0.5)
+PAPER_GEOMETRY = dict(
     rand_crop_prob=5.0 / 6, num_crop_sampler=5,
     min_crop_overlaps=(0.1, 0.3, 0.5, 0.7, 0.9), max_crop_overlaps=(1.0,) * 5,
     min_crop_scales=(0.3,) * 5, max_crop_scales=(1.0,) * 5,
     min_crop_aspect_ratios=(0.5,) * 5, max_crop_aspect_ratios=(2.0,) * 5,
     max_crop_trials=(50,) * 5, crop_emit_mode="center",
     rand_pad_prob=0.5, max_pad_scale=4.0, fill_value=124,
-    max_random_hue=18, random_hue_prob=0.5,
-    max_random_saturation=32, random_saturation_prob=0.5,
-    max_random_illumination=32, random_illumination_prob=0.5,
-    max_random_contrast=0.5, random_contrast_prob=0.5,
     rand_mirror_prob=0.5)
+PAPER_AUG = dict(PAPER_PHOTOMETRIC, **PAPER_GEOMETRY)
 # Milder setting for the compact demo model (short schedule, small objects hurt it).
 LIGHT_AUG = dict(PAPER_AUG, rand_crop_prob=0.5, max_pad_scale=1.5, rand_pad_prob=0.3)
 AUGMENTATIONS = {"paper": PAPER_AUG, "light": LIGHT_AUG, "none": {}}
@@ -100,10 +104,15 @@ def train_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, seed
     Each batch: ``data[0]`` (B, 3, S, S) normalized, ``label[0]`` (B, 8 + 6*M) labels;
     see ``split_label``.
     """
-    if augment not in AUGMENTATIONS:
-        raise ValueError("augment must be one of %s" % ", ".join(AUGMENTATIONS))
+    if isinstance(augment, dict):
+        params = augment
+    elif augment in AUGMENTATIONS:
+        params = AUGMENTATIONS[augment]
+    else:
+        raise ValueError("augment must be one of %s (or a dict of ImageDetRecordIter "
+                         "augmentation parameters)" % ", ".join(AUGMENTATIONS))
     return _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads,
-                 shuffle=True, seed=seed, **AUGMENTATIONS[augment])
+                 shuffle=True, seed=seed, **params)
 
 
 def val_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, threads=4):

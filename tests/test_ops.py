@@ -330,3 +330,17 @@ def test_auto_falls_back_to_builtin_when_not_built(monkeypatch, tmp_path):
     assert ops.resolve("auto") == "builtin"
     with pytest.raises(ops.OpsNotBuiltError, match="missing.so"):
         ops.resolve("custom")
+
+
+def test_loads_after_horovod_mxnet():
+    # horovod.mxnet puts libmxnet.so (which exports its own lib_api classes) in the global
+    # symbol scope; the library must still bind to its own copy (it died with SIGFPE).
+    import subprocess
+    import sys
+    code = ("import horovod.mxnet, mxnet as mx\n"
+            "from ssd_gluon import ops\n"
+            "ops.load()\n"
+            "print(mx.nd.ssd_multibox_prior(mx.nd.zeros((1, 1, 2, 2)), sizes=(0.5,)).shape)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-1000:])
+    assert "(1, 4, 4)" in proc.stdout

@@ -400,3 +400,33 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, expected):
     assert captured.err.startswith('error: ') and expected in captured.err
     assert len(captured.err.strip().splitlines()) == 1
     assert not (tmp_path / 'o').exists() or output_files(tmp_path / 'o' / 'x') == []
+
+
+def test_cli_out_dir_packs_the_standard_train_and_test_split(tmp_path, capsys):
+    # VOC2007 trainval + test and VOC2012 trainval, as in the real devkit.
+    root = tmp_path / 'VOCdevkit'
+    write_voc(root, GOOD[:2], year='2007', split='trainval')
+    write_voc(root, GOOD[2:], year='2007', split='test')
+    write_voc(root, [dict(GOOD[0], id='2012_000001')], year='2012', split='trainval')
+    cli = load_cli()
+    out = tmp_path / 'voc'
+    args = cli.get_args_parser().parse_args(['--voc-root', str(root), '--out-dir', str(out),
+                                             '--workers', '0', '--no-progress'])
+    assert cli.main(args) == 0
+    assert sorted(os.listdir(out)) == sorted(f'{s}{e}' for s in ('train', 'test') for e in OUTPUTS)
+    train = [mx.recordio.unpack(raw)[0].label for _, raw in read_records(out / 'train')]
+    test = [mx.recordio.unpack(raw)[0].label for _, raw in read_records(out / 'test')]
+    assert len(train) == 3 and len(test) == 1
+    np.testing.assert_allclose(np.asarray(test[0][4:]).reshape(-1, 6), expected_rows(GOOD[2]),
+                               rtol=1e-6)
+    assert Path(out / 'test.classes.txt').read_text().split() == list(VOC_CLASSES)
+    assert capsys.readouterr().out.count('packed') == 2
+
+
+def test_cli_out_dir_and_out_are_exclusive(tmp_path, capsys):
+    cli = load_cli()
+    args = cli.get_args_parser().parse_args(['--voc-root', str(tmp_path), '--out-dir', str(tmp_path),
+                                             '--sets', '2007-test', '--out', str(tmp_path / 'x')])
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'either --out-dir or --sets' in err
