@@ -32,6 +32,9 @@ def get_args_parser():
                         help='with --out-dir (default: %(default)s)')
     parser.add_argument('--test-sets', default='2007-test',
                         help='with --out-dir (default: %(default)s)')
+    parser.add_argument('--shuffle-seed', type=int, default=None,
+                        help='write the records in a random order drawn with this seed '
+                             '(default with --out-dir: 0 for train.*, test.* in set order)')
     parser.add_argument('--sets', default=None,
                         help='comma-separated YEAR-SPLIT image sets for --out, '
                              'e.g. 2007-trainval,2012-trainval')
@@ -69,21 +72,22 @@ def jobs(args):
     if args.out_dir and (args.sets or args.out):
         raise PackError('--out-dir', 'use either --out-dir or --sets with --out', 'bad arguments')
     if args.out_dir:
-        return [(args.train_sets, os.path.join(args.out_dir, 'train')),
-                (args.test_sets, os.path.join(args.out_dir, 'test'))]
+        seed = 0 if args.shuffle_seed is None else args.shuffle_seed
+        return [(args.train_sets, os.path.join(args.out_dir, 'train'), seed),
+                (args.test_sets, os.path.join(args.out_dir, 'test'), None)]
     if not (args.sets and args.out):
         raise PackError('--sets', 'give --out-dir, or both --sets and --out', 'bad arguments')
-    return [(args.sets, args.out)]
+    return [(args.sets, args.out, args.shuffle_seed)]
 
 
 def main(args):
     try:
         class_names = load_class_names(args.classes)
-        for sets, prefix in jobs(args):
+        for sets, prefix, seed in jobs(args):
             sets = [s.strip() for s in sets.split(',') if s.strip()]
             summary = pack_voc(args.voc_root, sets, prefix, class_names=class_names,
                                strict=args.strict, num_workers=args.workers,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, shuffle_seed=seed)
             print(summary.format())
     except (PackError, OSError) as err:
         print(f'error: {err}', file=sys.stderr)

@@ -1,6 +1,7 @@
 """Side-by-side benchmarks, ours against the peer in one process on the same inputs.
 
     python scripts/bench.py ops          # custom operators vs MXNet's contrib built-ins
+    python scripts/bench.py data         # training input pipeline vs gluoncv's DataLoader
     python scripts/bench.py all          # every benchmark available
 
 Prints one line per case with both times and the ratio ours / peer (below 1: ours is
@@ -11,10 +12,10 @@ import json
 import os
 
 from ssd_gluon import cli
-from ssd_gluon.benchmark import bench_ops, machine, markdown_table
+from ssd_gluon.benchmark import bench_data, bench_ops, machine, markdown_table
 from ssd_gluon.engine import atomic_save
 
-SUITES = {"ops": bench_ops}
+SUITES = {"data": bench_data, "ops": bench_ops}
 
 
 def get_args_parser():

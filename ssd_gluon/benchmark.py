@@ -5,8 +5,10 @@ import platform
 import statistics
 import time
 
+import cv2
 import mxnet as mx
 import numpy as np
+import psutil
 
 from . import model_zoo, ops
 
@@ -79,14 +81,14 @@ def detector_like_scores(rng, anchors, labels, num_classes):
 
 
 def bench_ops(repeats=20, log=print):
-    """Rows (name, ours_ms, peer_ms, peer_name) for prior, target and detection."""
+    """Rows (case, ours ms, peer ms, peer, 'ms') for prior, target and detection."""
     ops.load()
     rng = np.random.RandomState(0)
     rows = []
 
     def record(name, ours, peer, peer_name):
         t_ours, t_peer = time_pair(ours, peer, repeats)
-        rows.append((name, t_ours * 1e3, t_peer * 1e3, peer_name))
+        rows.append((name, t_ours * 1e3, t_peer * 1e3, peer_name, "ms"))
         log("%-52s ours %8.2f ms  %-34s %8.2f ms  ours/peer %.3f"
             % (name, t_ours * 1e3, peer_name, t_peer * 1e3, t_ours / t_peer))
 
@@ -136,7 +138,134 @@ def _softmax(x, axis):
 
 
 def markdown_table(rows):
-    lines = ["| case | ours (ms) | peer | peer (ms) | ours / peer |", "|---|---:|---|---:|---:|"]
-    for name, ours, peer, peer_name in rows:
-        lines.append("| %s | %.2f | %s | %.2f | %.3f |" % (name, ours, peer_name, peer, ours / peer))
+    """Rows (case, ours, peer, peer name, unit) as a Markdown table with ours / peer."""
+    lines = ["| case | ours | peer | peer value | unit | ours / peer |",
+             "|---|---:|---|---:|---|---:|"]
+    for name, ours, peer, peer_name, unit in rows:
+        ratio = "%.3f" % (ours / peer) if peer else "-"
+        lines.append("| %s | %.2f | %s | %s | %s | %s |" % (
+            name, ours, peer_name or "-", "%.2f" % peer if peer else "-", unit, ratio))
     return "\n".join(lines)
+
+
+# ---- data pipeline ------------------------------------------------------------------------
+
+def _voc_like_image(rng, width=500, height=375):
+    """Smooth random colours (JPEG-compressible like a photo) with a few rectangles."""
+    small = rng.randint(0, 256, (height // 25 + 1, width // 25 + 1, 3)).astype(np.uint8)
+    img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    noise = rng.randint(-12, 13, img.shape)
+    return np.clip(img.astype(np.int32) + noise, 0, 255).astype(np.uint8)
+
+
+def make_voc_like_tree(root, num, seed=0):
+    """A VOC2007-style tree of ``num`` 500x375 JPEGs with 1-5 objects each (set 2007-trainval)."""
+    from .voc import VOC_CLASSES
+    rng = np.random.RandomState(seed)
+    base = os.path.join(root, "VOC2007")
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    ids = []
+    for i in range(num):
+        name = "%06d" % i
+        cv2.imwrite(os.path.join(base, "JPEGImages", name + ".jpg"), _voc_like_image(rng),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        objs = []
+        for _ in range(rng.randint(1, 6)):
+            x1, y1 = rng.randint(1, 400), rng.randint(1, 280)
+            x2, y2 = x1 + rng.randint(20, 100), y1 + rng.randint(20, 95)
+            objs.append("<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin>"
+                        "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object>"
+                        % (VOC_CLASSES[rng.randint(20)], x1, y1, x2, y2))
+        with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
+            f.write("<annotation><size><width>500</width><height>375</height><depth>3</depth>"
+                    "</size>%s</annotation>" % "".join(objs))
+        ids.append(name)
+    with open(os.path.join(base, "ImageSets", "Main", "trainval.txt"), "w") as f:
+        f.write("".join(i + "\n" for i in ids))
+    return root
+
+
+def _cpu_seconds():
+    """CPU time of this process and its live children (the DataLoader's workers)."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _throughput(batches, num_batches, batch_size):
+    """(images/s, CPU seconds per image) over ``num_batches`` batches after one warm-up."""
+    next(batches)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    for _ in range(num_batches):
+        next(batches)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    n = num_batches * batch_size
+    return n / wall, cpu / n
+
+
+def _forever(make_epoch):
+    while True:
+        yield from make_epoch()
+
+
+def bench_data(repeats=20, log=print, workers=2, num_images=256, batch_size=32):
+    """Training input pipelines at 300x300 on the same records: ours (ImageDetRecordIter,
+    the paper's augmentation, ``workers`` C++ threads) against gluoncv's DataLoader +
+    SSDDefaultTrainTransform with ``workers`` worker processes; plus packing speed."""
+    import shutil
+    import tempfile
+    from gluoncv.data import RecordFileDetection
+    from gluoncv.data.batchify import Pad, Stack, Tuple
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
+    from mxnet.gluon.data import DataLoader
+
+    from . import data
+    from .voc import pack_voc
+
+    rows = []
+    num_batches = max(4, repeats // 2)
+    work = tempfile.mkdtemp(prefix="ssd_bench_data_")
+    try:
+        make_voc_like_tree(work, num_images)
+        t0 = time.perf_counter()
+        pack_voc(work, ["2007-trainval"], os.path.join(work, "train"), num_workers=workers,
+                 progress=False)
+        pack_rate = num_images / (time.perf_counter() - t0)
+        log("packing: %d VOC-sized JPEGs with %d workers: %.0f images/s" % (num_images, workers, pack_rate))
+        rows.append(("packing (data/pack_voc.py), %d workers" % workers, pack_rate, None, None,
+                     "images/s"))
+        rec = os.path.join(work, "train.rec")
+
+        # The peer first: its worker processes fork, which must happen before our
+        # iterator's C++ threads exist (forking then deadlocks the workers).
+        dataset = RecordFileDetection(rec).transform(SSDDefaultTrainTransform(300, 300))
+        loader = DataLoader(dataset, batch_size, shuffle=True, last_batch="rollover",
+                            batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), num_workers=workers)
+        peer = _throughput(_forever(lambda: iter(loader)), num_batches, batch_size)
+        del loader
+
+        it = data.train_iter(rec, 300, batch_size, augment="paper", threads=workers)
+
+        def ours_epoch():
+            it.reset()
+            for b in it:
+                b.data[0].wait_to_read()
+                yield b
+        ours = _throughput(_forever(ours_epoch), num_batches, batch_size)
+        name = "train input, paper augmentation, 300x300, %d threads/workers" % workers
+        log("%s: ours %.0f img/s (%.1f CPU ms/img), gluoncv DataLoader+SSDDefaultTrainTransform "
+            "%.0f img/s (%.1f CPU ms/img), ours/peer speed %.2fx"
+            % (name, ours[0], ours[1] * 1e3, peer[0], peer[1] * 1e3, ours[0] / peer[0]))
+        peer_name = "gluoncv DataLoader + SSDDefaultTrainTransform"
+        rows.append((name, ours[0], peer[0], peer_name, "images/s"))
+        rows.append(("CPU time per image (all threads and worker processes)", ours[1] * 1e3,
+                     peer[1] * 1e3, peer_name, "ms"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows

@@ -56,3 +56,36 @@ def draw(img, detections, path):
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def augmentation_grid(images, objects, class_names, path, cols=4):
+    """Save a grid of training samples with their boxes as a PNG.
+
+    ``images``: (N, 3, S, S) RGB pixels 0-255 (de-normalized iterator output); ``objects``:
+    per image (K, >=5) rows [class, xmin, ymin, xmax, ymax, ...] normalized, class -1 = none.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, objs in zip(axes.ravel(), images, objects):
+        size = img.shape[1:]
+        ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 255).astype(np.uint8))
+        for row in objs:
+            if row[0] < 0:
+                continue
+            x1, y1, x2, y2 = row[1] * size[1], row[2] * size[0], row[3] * size[1], row[4] * size[0]
+            color = colors(int(row[0]) % 10)
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, color=color))
+            name = class_names[int(row[0])] if class_names and int(row[0]) < len(class_names) else str(int(row[0]))
+            ax.text(x1, y1, name, color="white", fontsize=7, bbox=dict(facecolor=color, alpha=0.8, pad=1, lw=0))
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

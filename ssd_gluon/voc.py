@@ -297,7 +297,10 @@ def _load_all(loader, pairs, num_workers):
     if num_workers <= 1:
         yield from map(loader, pairs)
         return
-    with multiprocessing.Pool(num_workers, initializer=_worker_init) as pool:
+    # forkserver, not fork: a child forked from a parent whose OpenCV thread pool is running
+    # (any cv2 call before packing) deadlocks in its first cv2 call.
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(num_workers, initializer=_worker_init) as pool:
         yield from pool.imap(loader, pairs, chunksize=8)
 
 
@@ -401,7 +404,7 @@ def _pack_items(pairs, loader, num_workers, writer, summary, strict, progress):
 
 
 def pack_voc(voc_root, sets, out_prefix, class_names=VOC_CLASSES, strict=False,
-             num_workers=None, progress=True):
+             num_workers=None, progress=True, shuffle_seed=None):
     """Pack VOC image sets into ``out_prefix.{rec,idx,lst,classes.txt}``; return a PackSummary.
 
     ``sets``: list of ``"YEAR-SPLIT"`` specs (or one comma-separated string), packed in order.
@@ -410,9 +413,16 @@ def pack_voc(voc_root, sets, out_prefix, class_names=VOC_CLASSES, strict=False,
     line to stderr and are skipped, or raise PackError if ``strict``. Images without any
     usable object are skipped (ImageDetRecordIter rejects them) and listed in the summary.
     Output is all-or-nothing: on any error or interrupt no output file is created.
+    ``shuffle_seed``: write the records in a random order drawn with this seed (still
+    deterministic). ImageDetRecordIter shuffles only within the chunk of the file it has
+    read, so a training file packed in set order (VOC2007, then VOC2012) would be walked
+    nearly in order every epoch.
     """
     class_names = check_class_names(class_names)
     pairs = _collect_pairs(str(voc_root), sets)
+    if shuffle_seed is not None:
+        order = np.random.RandomState(shuffle_seed).permutation(len(pairs))
+        pairs = [pairs[i] for i in order]
     if num_workers is None:
         num_workers = os.cpu_count() or 1
     Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)

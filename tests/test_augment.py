@@ -28,7 +28,7 @@ def coded_image():
 
 def write_records(path, object_sets):
     """One PNG record per set of objects [(class, x0, y0, x1, y1)] (normalized)."""
-    rec = mx.recordio.MXIndexedRecordIO(str(path) + ".idx", str(path), "w")
+    rec = mx.recordio.MXIndexedRecordIO(str(path.with_suffix(".idx")), str(path), "w")
     lst = []
     for i, objects in enumerate(object_sets):
         label = [4, 6, S, S] + [v for o in objects for v in (*o, 0)]
