@@ -408,27 +408,21 @@ def check_detection(p, prob, loc, anchors):
     return cpu
 
 
-@pytest.mark.parametrize("setting", sorted(BEST_CLASS_SETTINGS))
-@pytest.mark.parametrize("data", DETECTION_DATA, ids=lambda d: "seed%d" % d[0])
-def test_best_class_matches_cpu(data, setting):
-    prob, loc, anchors = make_detection(*data)
-    batch, classes, n = prob.shape
-    cfg = dict(BEST_CLASS_SETTINGS[setting])
-    if cfg.get("background_id", 0) >= classes:
-        cfg["background_id"] = classes - 1
-    check_detection(kb.detection_params(batch, classes, n, **cfg), prob, loc, anchors)
+DETECTION_SETTINGS = [(False, name) for name in sorted(BEST_CLASS_SETTINGS)] + \
+    [(True, name) for name in sorted(PER_CLASS_SETTINGS)]
 
 
-@pytest.mark.parametrize("setting", sorted(PER_CLASS_SETTINGS))
+@pytest.mark.parametrize("per_class, setting", DETECTION_SETTINGS,
+                         ids=lambda v: ("per_class" if v else "best_class") if isinstance(v, bool) else v)
 @pytest.mark.parametrize("data", DETECTION_DATA, ids=lambda d: "seed%d" % d[0])
-def test_per_class_matches_cpu(data, setting):
+def test_detection_matches_cpu(data, per_class, setting):
     prob, loc, anchors = make_detection(*data)
     batch, classes, n = prob.shape
-    cfg = dict(PER_CLASS_SETTINGS[setting])
+    cfg = dict((PER_CLASS_SETTINGS if per_class else BEST_CLASS_SETTINGS)[setting])
     if cfg.get("background_id", 0) >= classes:
         cfg["background_id"] = classes - 1
-    check_detection(kb.detection_params(batch, classes, n, per_class=True, **cfg), prob, loc,
-                    anchors)
+    check_detection(kb.detection_params(batch, classes, n, per_class=per_class, **cfg), prob,
+                    loc, anchors)
 
 
 def test_detection_keeps_and_suppresses():
