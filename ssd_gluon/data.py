@@ -127,10 +127,11 @@ def _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads, **kw
         round_batch=False, **kwargs))
 
 
-# ImageDetRecordIter reshuffles, each epoch, only the records of the chunk of the file it has
-# read (about 8 MB), so the training file is packed in random order (data/pack_voc.py
-# --out-dir); its `shuffle_chunk_size` option, which would also shuffle the chunks, drops
-# records at random in MXNet 1.9.1 (seen in tests/test_loader.py) and is not used.
+# ImageDetRecordIter reshuffles, each epoch, the records of the chunk of the file it has read;
+# with `shuffle_chunk_size` it also visits the shard's chunks in a new random order each
+# epoch. Chunks of this many MB, plus a training file packed in random order
+# (data/pack_voc.py --out-dir), make batches mix the whole set.
+SHUFFLE_CHUNK_MB = 8
 
 
 def train_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, seed=0,
@@ -148,7 +149,8 @@ def train_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, seed
         raise ValueError("augment must be one of %s (or a dict of ImageDetRecordIter "
                          "augmentation parameters)" % ", ".join(AUGMENTATIONS))
     return _iter(rec_path, data_shape, batch_size, part_index, num_parts, threads,
-                 shuffle=True, seed=seed, **params)
+                 shuffle=True, seed=seed, shuffle_chunk_size=SHUFFLE_CHUNK_MB,
+                 shuffle_chunk_seed=seed, **params)
 
 
 def val_iter(rec_path, data_shape, batch_size, part_index=0, num_parts=1, threads=4):
