@@ -88,3 +88,27 @@ def test_show_augmentation_bad_rec_is_one_line(tmp_path):
     assert proc.stderr.strip().startswith("error: ") and "none.rec" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "a.png").exists()
+
+
+def test_multi_chunk_file_shards_stay_complete(tmp_path):
+    # > 2 shuffle chunks (8 MB each): chunk order and record order change per epoch, and
+    # every epoch of every shard still holds all of its records exactly once.
+    import mxnet as mx
+    rng = np.random.RandomState(0)
+    path, n = tmp_path / "big.rec", 220
+    rec = mx.recordio.MXIndexedRecordIO(str(tmp_path / "big.idx"), str(path), "w")
+    lst = []
+    for i in range(n):
+        label = [4, 6, 300, 300, 1, 0.1 + i / 1000, 0.2, 0.6, 0.7, 0]
+        header = mx.recordio.IRHeader(0, np.array(label, np.float32), i, 0)
+        img = rng.randint(0, 256, (300, 300, 3)).astype(np.uint8)
+        rec.write_idx(i, mx.recordio.pack_img(header, img, quality=95))
+        lst.append("%d\t%s\tx.jpg\n" % (i, "\t".join("%g" % v for v in label)))
+    rec.close()
+    (tmp_path / "big.lst").write_text("".join(lst))
+    assert path.stat().st_size > 2.5 * data.SHUFFLE_CHUNK_MB * 2 ** 20
+    parts = [epoch_ids(str(path), k, 2, seed=5, batch=16) for k in range(2)]
+    for epoch in range(2):
+        shards = [p[epoch] for p in parts]
+        assert sorted(shards[0] + shards[1]) == list(range(n))
+    assert parts[0][0] != parts[0][1]
