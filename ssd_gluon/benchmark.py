@@ -160,29 +160,20 @@ def _voc_like_image(rng, width=500, height=375):
 
 def make_voc_like_tree(root, num, seed=0):
     """A VOC2007-style tree of ``num`` 500x375 JPEGs with 1-5 objects each (set 2007-trainval)."""
+    from .sample import voc_year_dir, write_image_set, write_voc_item
     from .voc import VOC_CLASSES
     rng = np.random.RandomState(seed)
-    base = os.path.join(root, "VOC2007")
-    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(base, sub), exist_ok=True)
-    ids = []
-    for i in range(num):
-        name = "%06d" % i
-        cv2.imwrite(os.path.join(base, "JPEGImages", name + ".jpg"), _voc_like_image(rng),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
-        objs = []
+    base = voc_year_dir(root, "2007")
+    names = ["%06d" % i for i in range(num)]
+    for name in names:
+        img = _voc_like_image(rng)
+        objects = []
         for _ in range(rng.randint(1, 6)):
-            x1, y1 = rng.randint(1, 400), rng.randint(1, 280)
-            x2, y2 = x1 + rng.randint(20, 100), y1 + rng.randint(20, 95)
-            objs.append("<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin>"
-                        "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object>"
-                        % (VOC_CLASSES[rng.randint(20)], x1, y1, x2, y2))
-        with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
-            f.write("<annotation><size><width>500</width><height>375</height><depth>3</depth>"
-                    "</size>%s</annotation>" % "".join(objs))
-        ids.append(name)
-    with open(os.path.join(base, "ImageSets", "Main", "trainval.txt"), "w") as f:
-        f.write("".join(i + "\n" for i in ids))
+            x1, y1 = rng.randint(0, 400), rng.randint(0, 280)
+            box = (x1, y1, x1 + rng.randint(20, 100), y1 + rng.randint(20, 95))
+            objects.append((rng.randint(20), box, 0))
+        write_voc_item(base, name, img, objects, VOC_CLASSES, quality=90)
+    write_image_set(base, "trainval", names)
     return root
 
 

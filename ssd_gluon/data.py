@@ -172,12 +172,16 @@ def split_label(label):
     return objects, sizes
 
 
+def denormalize(images):
+    """Iterator images (B, 3, H, W) NumPy, (pixel - mean) / std -> RGB pixels 0-255."""
+    std = np.array(STD_RGB, np.float32).reshape(1, 3, 1, 1)
+    return images * std + np.array(MEAN_RGB, np.float32).reshape(1, 3, 1, 1)
+
+
 def augmented_samples(rec_path, data_shape, num, augment="paper", seed=0, threads=2):
     """The first ``num`` samples of the training iterator, de-normalized: images (N, 3, S, S)
     RGB 0-255 and objects (N, M, 6) normalized (class -1 = padding)."""
     it = train_iter(rec_path, data_shape, min(num, 32), augment=augment, seed=seed, threads=threads)
-    mean = np.array(MEAN_RGB, np.float32).reshape(1, 3, 1, 1)
-    std = np.array(STD_RGB, np.float32).reshape(1, 3, 1, 1)
     images, objects = [], []
     while sum(len(i) for i in images) < num:
         try:
@@ -187,6 +191,6 @@ def augmented_samples(rec_path, data_shape, num, augment="paper", seed=0, thread
                 raise ValueError("%s: no samples" % rec_path) from None
             break
         real = batch.data[0].shape[0] - batch.pad
-        images.append(batch.data[0].asnumpy()[:real] * std + mean)
+        images.append(denormalize(batch.data[0].asnumpy()[:real]))
         objects.append(split_label(batch.label[0])[0].asnumpy()[:real])
     return np.concatenate(images)[:num], np.concatenate(objects)[:num]

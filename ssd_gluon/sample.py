@@ -109,16 +109,40 @@ def make_image(rng):
     return img, objects
 
 
-def _xml(name, w, h, objects):
-    parts = ["<annotation><folder>VOC%s</folder><filename>%s.jpg</filename>" % (YEAR, name),
+def voc_year_dir(root, year):
+    """Create ``root/VOC<year>/{JPEGImages,Annotations,ImageSets/Main}``; return the VOC<year> path."""
+    base = os.path.join(root, "VOC" + year)
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    return base
+
+
+def _xml(folder, name, w, h, objects, class_names):
+    parts = ["<annotation><folder>%s</folder><filename>%s.jpg</filename>" % (folder, name),
              "<size><width>%d</width><height>%d</height><depth>3</depth></size>" % (w, h)]
     for cls, (x1, y1, x2, y2), difficult in objects:
         # VOC boxes are 1-based inclusive pixel indices.
         parts.append("<object><name>%s</name><difficult>%d</difficult><bndbox><xmin>%d</xmin>"
                      "<ymin>%d</ymin><xmax>%d</xmax><ymax>%d</ymax></bndbox></object>"
-                     % (escape(SAMPLE_CLASSES[cls]), difficult, x1 + 1, y1 + 1, x2, y2))
+                     % (escape(class_names[cls]), difficult, x1 + 1, y1 + 1, x2, y2))
     parts.append("</annotation>\n")
     return "\n".join(parts)
+
+
+def write_voc_item(base, name, img, objects, class_names, quality=95):
+    """``base/JPEGImages/<name>.jpg`` and its annotation; ``objects``: (class index,
+    (x1, y1, x2, y2) 0-based pixels with exclusive x2/y2, difficult)."""
+    cv2.imwrite(os.path.join(base, "JPEGImages", name + ".jpg"), img,
+                [cv2.IMWRITE_JPEG_QUALITY, quality])
+    with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
+        f.write(_xml(os.path.basename(base), name, img.shape[1], img.shape[0], objects,
+                     class_names))
+
+
+def write_image_set(base, split, names):
+    """``base/ImageSets/Main/<split>.txt`` listing ``names``."""
+    with open(os.path.join(base, "ImageSets", "Main", split + ".txt"), "w") as f:
+        f.write("\n".join(names) + "\n")
 
 
 def generate_sample(root, num_train=2000, num_test=250, seed=0):
@@ -126,20 +150,14 @@ def generate_sample(root, num_train=2000, num_test=250, seed=0):
 
     Returns the VOC root ``root``; sets are named ``sample-train`` and ``sample-test``.
     """
-    base = os.path.join(root, "VOC" + YEAR)
-    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
-        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    base = voc_year_dir(root, YEAR)
     splits = {"train": range(num_train), "test": range(num_train, num_train + num_test)}
     for split, indices in splits.items():
         names = []
         for i in indices:
             name = "%06d" % i
             img, objects = make_image(np.random.RandomState(seed * 1000003 + i))
-            cv2.imwrite(os.path.join(base, "JPEGImages", name + ".jpg"), img,
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            with open(os.path.join(base, "Annotations", name + ".xml"), "w") as f:
-                f.write(_xml(name, img.shape[1], img.shape[0], objects))
+            write_voc_item(base, name, img, objects, SAMPLE_CLASSES)
             names.append(name)
-        with open(os.path.join(base, "ImageSets", "Main", split + ".txt"), "w") as f:
-            f.write("\n".join(names) + "\n")
+        write_image_set(base, split, names)
     return root

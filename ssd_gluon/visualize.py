@@ -4,6 +4,8 @@ import os
 import cv2
 import numpy as np
 
+from .engine import atomic_save
+
 
 def read_image(path):
     """(H, W, 3) uint8 RGB; a one-line error naming the file when it is not a readable image."""
@@ -35,27 +37,40 @@ def detections_to_list(ids, scores, boxes, class_names, img_size, input_size, th
     return out
 
 
-def draw(img, detections, path):
-    """Save ``img`` with its detections (from detections_to_list) as a PNG."""
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def _draw_box(ax, box, text, color, lw, fontsize):
+    """One labelled corner box (pixels) on a matplotlib axis."""
+    x1, y1, x2, y2 = box
+    ax.add_patch(_pyplot().Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=lw, color=color))
+    ax.text(x1, y1, text, color="white", fontsize=fontsize,
+            bbox=dict(facecolor=color, alpha=0.8, pad=1, lw=0))
+
+
+def _save(fig, path, dpi):
+    """Write the figure as a PNG whole, then rename it into place."""
+    fig.tight_layout()
+    atomic_save(lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), path)
+    _pyplot().close(fig)
+
+
+def draw(img, detections, path):
+    """Save ``img`` with its detections (from detections_to_list) as a PNG."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / img.shape[1]))
     ax.imshow(img)
     colors = plt.get_cmap("tab10")
     names = sorted({d["cls"] for d in detections})
     for d in detections:
-        x1, y1, x2, y2 = d["box"]
-        color = colors(names.index(d["cls"]) % 10)
-        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=2, color=color))
-        ax.text(x1, y1, "%s %.2f" % (d["cls"], d["score"]), color="white", fontsize=8,
-                bbox=dict(facecolor=color, alpha=0.8, pad=1, lw=0))
+        _draw_box(ax, d["box"], "%s %.2f" % (d["cls"], d["score"]),
+                  colors(names.index(d["cls"]) % 10), lw=2, fontsize=8)
     ax.axis("off")
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path, dpi=100)
 
 
 def augmentation_grid(images, objects, class_names, path, cols=4):
@@ -64,28 +79,21 @@ def augmentation_grid(images, objects, class_names, path, cols=4):
     ``images``: (N, 3, S, S) RGB pixels 0-255 (de-normalized iterator output); ``objects``:
     per image (K, >=5) rows [class, xmin, ymin, xmax, ymax, ...] normalized, class -1 = none.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     rows = (len(images) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, objs in zip(axes.ravel(), images, objects):
-        size = img.shape[1:]
+        h, w = img.shape[1:]
         ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 255).astype(np.uint8))
         for row in objs:
-            if row[0] < 0:
+            cls = int(row[0])
+            if cls < 0:
                 continue
-            x1, y1, x2, y2 = row[1] * size[1], row[2] * size[0], row[3] * size[1], row[4] * size[0]
-            color = colors(int(row[0]) % 10)
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5, color=color))
-            name = class_names[int(row[0])] if class_names and int(row[0]) < len(class_names) else str(int(row[0]))
-            ax.text(x1, y1, name, color="white", fontsize=7, bbox=dict(facecolor=color, alpha=0.8, pad=1, lw=0))
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+            name = class_names[cls] if class_names and cls < len(class_names) else str(cls)
+            _draw_box(ax, row[1:5] * np.array([w, h, w, h]), name, colors(cls % 10), lw=1.5,
+                      fontsize=7)
+    _save(fig, path, dpi=80)
     return path

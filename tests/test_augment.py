@@ -56,14 +56,12 @@ def coded_rec(tmp_path_factory):
 def samples(rec, augment, epochs=3, shape=OUT):
     """(image RGB 0-255 (3,H,W), objects (K,6)) of every augmented sample."""
     it = data.train_iter(rec, shape, 32, augment=augment, seed=7, threads=2)
-    mean = np.array(data.MEAN_RGB).reshape(3, 1, 1)
-    std = np.array(data.STD_RGB).reshape(3, 1, 1)
     for _ in range(epochs):
         it.reset()
         for batch in it:
             objects, _ = data.split_label(batch.label[0])
-            for img, obj in zip(batch.data[0].asnumpy(), objects.asnumpy()):
-                yield img * std + mean, obj[obj[:, 0] >= 0]
+            for img, obj in zip(data.denormalize(batch.data[0].asnumpy()), objects.asnumpy()):
+                yield img, obj[obj[:, 0] >= 0]
 
 
 def source_window(img):
