@@ -19,7 +19,6 @@ def get_args_parser():
     p.add_argument("--sample", default="data/sample", help="where the sample is generated")
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.001)
     return p
 
 
@@ -38,13 +37,14 @@ def main(args):
     train_rec, test_rec = os.path.join(sample, "train.rec"), os.path.join(sample, "test.rec")
     params = os.path.join(out, "train", "final.params")
     timings, t0 = {}, time.time()
+    # The preset's recipe (ssd_gluon.recipe.demo_recipe: Adam, lr 1e-3 at batch 16, warm-up
+    # half an epoch, x0.1 at 2/3 and 5/6, light augmentation). A rerun continues the run.
+    resume = ["--resume"] if os.path.isdir(os.path.join(out, "train")) else []
     run("sample", ["data/make_sample.py", "--out", sample], timings)
     run("train", ["scripts/train.py", "--model", "ssd_demo", "--train", train_rec,
                   "--val", test_rec, "--epochs", str(args.epochs), "--batch-size",
-                  str(args.batch_size), "--optimizer", "adam", "--lr", str(args.lr),
-                  "--warmup-epochs", "0.5",
-                  "--augment", "light", "--val-interval", str(args.epochs), "--threads", "2",
-                  "--out", os.path.join(out, "train")], timings)
+                  str(args.batch_size), "--val-interval", str(args.epochs), "--threads", "2",
+                  "--out", os.path.join(out, "train")] + resume, timings)
     run("eval", ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", params,
                  "--rec", test_rec, "--out", os.path.join(out, "eval.json")], timings)
     run("export", ["scripts/export_symbol.py", "--model", "ssd_demo", "--params", params,
@@ -60,8 +60,8 @@ def main(args):
     print("\n== demo finished in %.0f s (%s)" % (time.time() - t0, ", ".join(
         "%s %.0f s" % kv for kv in timings.items())))
     print("VOC07 mAP on the held-out split (%d images): %.4f" % (result["images"], result["mAP"]))
-    for what, path in [("checkpoints and log.jsonl", os.path.join(out, "train")),
-                       ("metrics", os.path.join(out, "eval.json")),
+    for what, path in [("training run (curves.png)", os.path.join(out, "train")),
+                       ("evaluation", os.path.join(out, "eval.json")),
                        ("exported symbol + params", os.path.join(out, "export")),
                        ("detections (PNG + JSON)", os.path.join(out, "detections"))]:
         print("  %-26s %s" % (what, path))

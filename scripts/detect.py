@@ -11,7 +11,7 @@ import mxnet as mx
 
 from ssd_gluon import cli, visualize
 from ssd_gluon.checkpoint import load_detector
-from ssd_gluon.engine import write_json
+from ssd_gluon.files import write_json
 from ssd_gluon.export import deploy_block
 
 

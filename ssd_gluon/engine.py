@@ -1,29 +1,35 @@
-"""Training and evaluation loops. Horovod (``hvd``) is passed in so the same code runs alone
-(``hvd.size() == 1``) and under ``horovodrun``; only rank 0 writes files."""
-import json
+"""The training step, the resumable training loop and evaluation. Horovod comes in through
+``distributed.Workers``, so the same code runs alone and under ``horovodrun``; only rank 0
+writes files."""
 import math
 import os
+import signal
+import sys
 import time
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd
 from tqdm import tqdm
 
 from .data import split_label
-from .loss import SSDLoss
 from .eval import VOCMApMetric
+from .files import atomic_save, write_json  # noqa: F401  (re-exported for older callers)
+from .loss import SSDLoss
 from .target import MultiBoxTargetGenerator
 
 
 class TrainStep:
     """One optimisation step: forward, device-side targets, loss, backward, allreduce+update.
 
-    The network, target generator and loss are hybridized graphs; the returned losses are
-    device arrays (no host synchronization here).
+    The network, target generator and loss are hybridized graphs; the returned losses
+    (total, cls, box), each of shape (1,), are device arrays: no host synchronization here.
+    ``amp=True`` scales the loss for MXNet AMP (``amp.init()`` and ``amp.init_trainer()``
+    done by the caller).
     """
 
-    def __init__(self, net, trainer, ops="auto"):
-        self.net, self.trainer = net, trainer
+    def __init__(self, net, trainer, ops="auto", amp=False):
+        self.net, self.trainer, self.amp = net, trainer, amp
         self.target = MultiBoxTargetGenerator(ops=ops)
         self.loss = SSDLoss()
         for block in (self.net, self.target, self.loss):
@@ -34,136 +40,205 @@ class TrainStep:
             cls_preds, box_preds, anchors = self.net(data)
             targets = self.target(anchors, objects, cls_preds)
             total, cls_loss, box_loss = self.loss(cls_preds, box_preds, *targets)
-        total.backward()
+            if self.amp:
+                from mxnet.contrib import amp
+                with amp.scale_loss(total, self.trainer) as scaled:
+                    autograd.backward(scaled)
+        if not self.amp:
+            total.backward()
         self.trainer.step(1)
         return total, cls_loss, box_loss
 
 
-def lr_scheduler(base_lr, iters_per_epoch, epochs, warmup_epochs=0.0, steps=(2 / 3, 5 / 6)):
-    """Step schedule of the paper (x0.1 at the given fractions of training) with linear warm-up."""
-    total = max(1, int(iters_per_epoch * epochs))
-    step_iters = sorted({max(1, int(total * f)) for f in steps})
-    warmup = int(iters_per_epoch * warmup_epochs)
-    return mx.lr_scheduler.MultiFactorScheduler(
-        step=step_iters, factor=0.1, base_lr=base_lr, warmup_steps=warmup,
-        warmup_begin_lr=base_lr * 0.01 if warmup else base_lr, warmup_mode="linear")
+class StopSignals:
+    """SIGTERM / SIGINT set a flag that the loop polls at step boundaries (it then writes a
+    checkpoint and stops); a second signal aborts at once."""
+
+    def __init__(self):
+        self.signum = None
+
+    def install(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        print("\nreceived %s: checkpointing at the next step boundary (send it again to abort)"
+              % signal.Signals(signum).name, file=sys.stderr, flush=True)
 
 
-def atomic_save(save_fn, path):
-    """Write through ``save_fn(tmp_path)`` then rename, so readers never see a partial file."""
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        save_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+class Interrupted(Exception):
+    """The run stopped on a signal after writing ``checkpoint``."""
+
+    def __init__(self, signum, checkpoint, epoch, iteration):
+        super().__init__("stopped by %s at epoch %d iteration %d; checkpoint %s; continue "
+                         "with --resume" % (signal.Signals(signum).name, epoch, iteration,
+                                            checkpoint))
+        self.signum = signum
 
 
-def train_epoch(step, batches, ctx, epoch, log_interval=20, rank=0, num_batches=None):
-    """Run one epoch; returns {'images', 'seconds', 'loss', 'cls_loss', 'box_loss'} (means over
-    the logged iterations, read back only at ``log_interval``)."""
+class TrainLoop:
+    """Epochs of ``step`` over ``make_batches(epoch)`` (a fresh, epoch-seeded iterator, so a
+    resumed run reads the same batches), with the faults of a long run handled:
+
+    - the losses (and the parameters' norm) are read back only every ``log_interval``
+      iterations and at each epoch end; a NaN/inf there, on any worker, stops the run naming
+      the iteration and the last good checkpoint;
+    - a signal (``signals``) makes every worker stop at the same step and rank 0 write a
+      checkpoint (workers agree at the next log interval; a single process at once);
+    - each epoch ends with BatchNorm statistics averaged over workers, validation every
+      ``val_interval`` epochs (``val_fn(epoch) -> {'mAP', ...}``, run by every worker), a
+      checkpoint, and ``best.params`` when the mAP improves.
+
+    ``info`` (model, seed, batch size, world size, ...) is stored in every checkpoint.
+    ``faults`` injects failures for the tests: {'nan': step, 'kill': step, 'term': step}.
+    """
+
+    def __init__(self, net, step, make_batches, ctx, workers, checkpoints, progress, epochs,
+                 iters_per_epoch, info, log_interval=20, val_fn=None, val_interval=1,
+                 signals=None, faults=None):
+        self.net, self.step, self.make_batches, self.ctx = net, step, make_batches, ctx
+        self.workers, self.checkpoints, self.progress = workers, checkpoints, progress
+        self.epochs, self.iters, self.info = epochs, iters_per_epoch, info
+        self.log_interval, self.val_fn, self.val_interval = log_interval, val_fn, val_interval
+        self.signals, self.faults = signals or StopSignals(), faults or {}
+        self.position = dict(epoch=1, iteration=0, step=0)
+        self.last_good = None          # path of the newest checkpoint known to be finite
+        self.best_map = -1.0
+        self._params = list(net.collect_params().values())
+        self._stats = {name: p for name, p in net._collect_params_with_prefix().items()
+                       if p.grad_req == "null" and not isinstance(p, mx.gluon.Constant)}
+
+    def run(self, resume=None):
+        """Train to the last epoch, from the start or from a checkpoint state ``resume``."""
+        epoch, first = 1, 0
+        self.progress.truncate(0 if resume is None else resume["step"])
+        if resume is not None:
+            epoch, first = resume["epoch"], resume["iteration"]
+            self.position = dict(epoch=epoch, iteration=first, step=resume["step"])
+            self.last_good, self.best_map = resume["path"], resume.get("best_mAP", -1.0)
+            if first >= self.iters:
+                epoch, first = epoch + 1, 0
+        for e in range(epoch, self.epochs + 1):
+            self._epoch(e, first if e == epoch else 0)
+
+    def _epoch(self, epoch, first):
+        mx.random.seed(self.info["seed"] + 1000 * epoch + self.workers.rank)
+        batches = self.make_batches(epoch)
+        for _ in range(first):                 # replay what the checkpoint already covers
+            next(batches)
+        self.progress.start_epoch(epoch, self.position["step"])
+        for i in range(first + 1, self.iters + 1):
+            losses = self._one_step(next(batches))
+            self.position = dict(epoch=epoch, iteration=i, step=self.position["step"] + 1)
+            self._inject_signal()
+            if i % self.log_interval == 0 or i == self.iters or self._stop_now():
+                self._sync_point(losses, log=i % self.log_interval == 0)
+        for name, p in sorted(self._stats.items()):
+            self.workers.average_(name, p.data())
+        lr = self.step.trainer.learning_rate
+        self.progress.end_epoch(epoch, self.position["step"], lr)
+        result = self._validate(epoch)
+        self._save(result)
+
+    def _one_step(self, batch):
+        data = batch.data[0].as_in_context(self.ctx)
+        if self.faults.get("nan") == self.position["step"] + 1:
+            data = data * float("nan")
+        objects, _ = split_label(batch.label[0].as_in_context(self.ctx))
+        return self.step(data, objects)
+
+    def _inject_signal(self):
+        for name, signum in (("term", signal.SIGTERM), ("kill", signal.SIGKILL)):
+            if self.faults.get(name) == self.position["step"]:
+                os.kill(os.getpid(), signum)
+
+    def _stop_now(self):
+        # A single process may stop at any step; workers only at agreed sync points.
+        return self.workers.size == 1 and self.signals.signum is not None
+
+    def _sync_point(self, losses, log):
+        """Read the losses and the parameters' norm back, agree over workers on divergence
+        (NaN/inf) and stop requests, log."""
+        norm = mx.nd.add_n(*[p.data().norm() for p in self._params])
+        values = [float(v.asscalar()) for v in list(losses) + [norm]]
+        diverged = not all(map(math.isfinite, values))
+        bad, stop = self.workers.any("sync_flags", [diverged, self.signals.signum is not None])
+        pos = self.position
+        if bad:
+            raise FloatingPointError(
+                "training diverged at epoch %d iteration %d (step %d): %s; stopped; last good "
+                "checkpoint: %s" % (pos["epoch"], pos["iteration"], pos["step"],
+                                    "loss %s, parameter norm %s" % (values[0], values[3])
+                                    if diverged else "on another worker",
+                                    self.last_good or "none"))
+        if log:
+            self.progress.log(pos["epoch"], pos["iteration"], pos["step"], values[:3],
+                              self.step.trainer.learning_rate)
+        if stop:
+            signum = self.signals.signum or signal.SIGTERM
+            path = self._save(None)
+            raise Interrupted(signum, path, pos["epoch"], pos["iteration"])
+
+    def _validate(self, epoch):
+        if self.val_fn is None or (epoch % self.val_interval and epoch != self.epochs):
+            return None
+        t0 = time.time()
+        result = self.val_fn(epoch)
+        result["seconds"] = time.time() - t0
+        self.progress.validation(epoch, self.position["step"], result)
+        self.progress.start(self.position["step"])
+        return result
+
+    def _save(self, val_result):
+        """Checkpoint the current position (rank 0); the last sync point found the losses and
+        parameters finite. Returns the checkpoint path."""
+        pos = self.position
+        improved = val_result is not None and val_result["mAP"] > self.best_map
+        if improved:
+            self.best_map = val_result["mAP"]
+        state = dict(self.info, **pos, best_mAP=self.best_map, lr=self.step.trainer.learning_rate,
+                     time=time.time())
+        if val_result is not None:
+            state["val_mAP"] = val_result["mAP"]
+        if self.workers.is_root:
+            state = self.checkpoints.save(self.net, self.step.trainer, state)
+            if improved:
+                self.checkpoints.save_best(self.net, state)
+        self.last_good = state.get("path", self.checkpoints.out_dir)
+        return self.last_good
+
+
+def evaluate(predictor, batches, ctx, class_names, use_07_metric=True, progress=True,
+             workers=None):
+    """VOC mAP of ``predictor`` over ``batches`` (a val_iter), boxes compared in original
+    image pixels. Under Horovod (``workers``) each worker passes its shard and the
+    detections are gathered, so every worker returns the mAP of the whole set.
+    Returns ``metric.get_dict()`` plus 'images'."""
+    dets, gts = [], []
     batches.reset()
-    sums, count, images, t0 = [0.0, 0.0, 0.0], 0, 0, time.time()
-    bar = tqdm(total=num_batches, desc="epoch %d" % epoch, disable=rank != 0, leave=False,
-               dynamic_ncols=True)
-    for i, batch in enumerate(batches):
-        if num_batches is not None and i >= num_batches:
-            break                     # every rank runs the same number of steps
-        data = batch.data[0].as_in_context(ctx)
-        objects, _ = split_label(batch.label[0].as_in_context(ctx))
-        losses = step(data, objects)
-        images += data.shape[0]
-        bar.update(1)
-        if (i + 1) % log_interval == 0:
-            values = [float(v.asscalar()) for v in losses]
-            if not all(math.isfinite(v) for v in values):
-                raise FloatingPointError("loss became %s at epoch %d iteration %d"
-                                         % (values[0], epoch, i + 1))
-            sums = [s + v for s, v in zip(sums, values)]
-            count += 1
-            bar.set_postfix(loss="%.3f" % values[0], cls="%.3f" % values[1],
-                            box="%.3f" % values[2], lr="%.2g" % step.trainer.learning_rate)
-    mx.nd.waitall()
-    bar.close()
-    means = [s / max(1, count) for s in sums]
-    return dict(images=images, seconds=time.time() - t0, loss=means[0], cls_loss=means[1],
-                box_loss=means[2])
-
-
-def evaluate(predictor, batches, ctx, class_names, use_07_metric=True, progress=True):
-    """VOC mAP of ``predictor`` over ``batches`` (a val_iter). Boxes are compared in the
-    original image pixels. Returns ``metric.get_dict()`` plus 'images'."""
-    metric = VOCMApMetric(iou_thresh=0.5, class_names=class_names, use_07_metric=use_07_metric)
-    batches.reset()
-    images = 0
     for batch in tqdm(batches, desc="eval", disable=not progress, leave=False):
         data = batch.data[0].as_in_context(ctx)
         keep = data.shape[0] - batch.pad
         objects, sizes = split_label(batch.label[0])
         ids, scores, boxes = predictor(data)
-        # Both sides in original-image pixels (0-based; IoU does not depend on the origin).
         wh = mx.nd.concat(sizes, sizes, dim=1).asnumpy()[:keep, None]          # (B, 1, 4)
         side = (data.shape[-1], data.shape[-2]) * 2
         gt = objects.asnumpy()[:keep]
-        metric.update(boxes.asnumpy()[:keep] * wh / side, ids.asnumpy()[:keep],
-                      scores.asnumpy()[:keep], gt[:, :, 1:5] * wh, gt[:, :, 0], gt[:, :, 5])
-        images += keep
+        dets.append(np.concatenate([ids.asnumpy()[:keep], scores.asnumpy()[:keep],
+                                    boxes.asnumpy()[:keep] * wh / side], axis=2))
+        gts.append(np.concatenate([gt[:, :, :1], gt[:, :, 1:5] * wh, gt[:, :, 5:6]], axis=2))
+    dets, gts = np.concatenate(dets), np.concatenate(gts)          # (n, K, 6), (n, M, 6)
+    if workers is not None:
+        dets, gts = workers.gather("eval_dets", dets), workers.gather("eval_gts", gts)
+    metric = VOCMApMetric(iou_thresh=0.5, class_names=class_names, use_07_metric=use_07_metric)
+    metric.update(dets[:, :, 2:6], dets[:, :, 0], dets[:, :, 1], gts[:, :, 1:5], gts[:, :, 0],
+                  gts[:, :, 5])
     result = metric.get_dict()
-    result["images"] = images
+    result["images"] = len(dets)
     return result
-
-
-def write_json(path, obj):
-    """JSON written atomically."""
-    def save(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-    atomic_save(save, path)
-
-
-def _prune(out_dir, keep):
-    ckpts = sorted(f for f in os.listdir(out_dir) if f.startswith("epoch-") and f.endswith(".params"))
-    for name in ckpts[:-keep] if keep > 0 else []:
-        for suffix in (".params", ".states"):
-            path = os.path.join(out_dir, name[:-len(".params")] + suffix)
-            if os.path.exists(path):
-                os.remove(path)
-
-
-def fit(net, step, train_batches, epochs, ctx, out_dir, rank=0, val_fn=None, val_interval=1,
-        log_interval=20, keep_checkpoints=3, num_batches=None, average_fn=None, log=print):
-    """Epoch loop: train, validate every ``val_interval`` epochs with ``val_fn(epoch) -> dict``
-    (rank 0), checkpoint each epoch (rank 0), and write ``final.params`` and ``log.jsonl``.
-
-    ``average_fn(name, array)`` (Horovod's in-place allreduce) averages the statistics that
-    are not trained (BatchNorm running mean/var, local to each rank) at the end of each epoch,
-    so every rank, and the checkpoint, hold the same values. Returns the per-epoch records.
-    """
-    history = []
-    stats_params = {name: p for name, p in net._collect_params_with_prefix().items()
-                    if p.grad_req == "null" and not isinstance(p, mx.gluon.Constant)}
-    for epoch in range(1, epochs + 1):
-        stats = train_epoch(step, train_batches, ctx, epoch, log_interval, rank, num_batches)
-        if average_fn is not None:
-            for name, p in sorted(stats_params.items()):
-                average_fn(name, p.data())
-        stats.update(epoch=epoch, lr=step.trainer.learning_rate,
-                     images_per_sec=stats["images"] / max(stats["seconds"], 1e-9))
-        if val_fn is not None and rank == 0 and (epoch % val_interval == 0 or epoch == epochs):
-            stats["val_mAP"] = val_fn(epoch)["mAP"]
-        history.append(stats)
-        if rank == 0:
-            log("epoch %d/%d  %.1f img/s  loss %.3f (cls %.3f box %.3f)  lr %.3g%s" % (
-                epoch, epochs, stats["images_per_sec"], stats["loss"], stats["cls_loss"],
-                stats["box_loss"], stats["lr"],
-                "  val mAP %.4f" % stats["val_mAP"] if "val_mAP" in stats else ""))
-            base = os.path.join(out_dir, "epoch-%04d" % epoch)
-            atomic_save(net.save_parameters, base + ".params")
-            atomic_save(step.trainer.save_states, base + ".states")
-            _prune(out_dir, keep_checkpoints)
-            with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
-                f.write(json.dumps(stats) + "\n")
-    if rank == 0:
-        atomic_save(net.save_parameters, os.path.join(out_dir, "final.params"))
-    return history

@@ -147,3 +147,19 @@ def load_parameters(net, filename):
     name the file and the mismatch."""
     _assign(net._collect_params_with_prefix(), _check_file(filename), filename)
     return net
+
+
+def pretrained_base_file(spec):
+    """``--pretrained-base`` value -> a local .params path: a path is returned as is;
+    ``gluoncv`` fetches gluoncv's ImageNet ``vgg16_atrous`` (cached under ~/.mxnet/models;
+    needs the network on first use)."""
+    if spec != "gluoncv":
+        return spec
+    from gluoncv.model_zoo.model_store import get_model_file
+    try:
+        return get_model_file("vgg16_atrous", tag=True)
+    except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise RuntimeError("--pretrained-base gluoncv: could not fetch vgg16_atrous from "
+                           "gluoncv's model store (%s); download it where the network is "
+                           "reachable and pass the .params path" % reason[:200]) from None

@@ -4,7 +4,7 @@ import os
 import cv2
 import numpy as np
 
-from .engine import atomic_save
+from .files import atomic_save
 
 
 def read_image(path):
@@ -96,4 +96,28 @@ def augmentation_grid(images, objects, class_names, path, cols=4):
             _draw_box(ax, row[1:5] * np.array([w, h, w, h]), name, colors(cls % 10), lw=1.5,
                       fontsize=7)
     _save(fig, path, dpi=80)
+    return path
+
+
+def plot_training(records, path):
+    """PNG of a run's curves from its metrics.jsonl ``records`` (see ``progress``): the loss
+    and its class/box parts against the iteration, and the validation mAP against the epoch.
+    Returns ``path``; a one-line error when there is nothing to plot."""
+    train = [r for r in records if r.get("type") == "train"]
+    val = [r for r in records if r.get("type") == "val"]
+    if not train and not val:
+        raise ValueError("%s: no training records to plot" % path)
+    plt = _pyplot()
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in train]
+    for key, label in (("loss", "total"), ("cls_loss", "class"), ("box_loss", "box")):
+        ax_loss.plot(steps, [r[key] for r in train], label=label, lw=1)
+    ax_loss.set(xlabel="iteration", ylabel="loss", title="training loss")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_map.plot([r["epoch"] for r in val], [r["mAP"] for r in val], "o-", color="tab:green")
+    ax_map.set(xlabel="epoch", ylabel="mAP", title="validation mAP" if val else
+               "validation mAP (none yet)")
+    ax_map.grid(alpha=0.3)
+    _save(fig, path, dpi=90)
     return path
