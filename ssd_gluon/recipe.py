@@ -4,6 +4,8 @@ import dataclasses
 
 import mxnet as mx
 
+from . import model_zoo
+
 # Learning rates are quoted for a global batch of this many images (the paper's batch).
 REFERENCE_BATCH = 32
 
@@ -46,6 +48,9 @@ def demo_recipe():
 
 def recipe_for(model):
     """The reference recipe of a model preset name."""
+    if model not in model_zoo.list_models():
+        raise ValueError("unknown model %r; available: %s"
+                         % (model, ", ".join(model_zoo.list_models())))
     return demo_recipe() if model == "ssd_demo" else voc_recipe()
 
 

@@ -118,6 +118,8 @@ def plot_training(records, path):
     ax_map.plot([r["epoch"] for r in val], [r["mAP"] for r in val], "o-", color="tab:green")
     ax_map.set(xlabel="epoch", ylabel="mAP", title="validation mAP" if val else
                "validation mAP (none yet)")
+    ax_map.set_ylim(0, max([r["mAP"] for r in val] + [0.01]) * 1.1)
+    ax_map.set_xlim(0, max([r["epoch"] for r in records if "epoch" in r] + [1]) + 1)
     ax_map.grid(alpha=0.3)
     _save(fig, path, dpi=90)
     return path

@@ -80,3 +80,22 @@ def test_detect_not_an_image(demo_params, tmp_path):
     proc = run_cli("scripts/detect.py", "--model", "ssd_demo", "--params", demo_params,
                    "--images", str(bad), "--out", str(tmp_path / "d"))
     _one_line_error(proc, "notes.jpg", "not a readable image")
+
+
+def test_plot_metrics_of_a_run(tmp_path):
+    records = [dict(type="train", epoch=1, iteration=i, step=i, loss=5.0 / i, cls_loss=3.0 / i,
+                    box_loss=2.0 / i, lr=1e-3, images_per_sec=10.0) for i in range(1, 6)]
+    records += [dict(type="epoch", epoch=1, step=5, loss=2.0),
+                dict(type="val", epoch=1, step=5, mAP=0.4, per_class={})]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.write('{"type": "train", "ep')                 # torn last line of a killed writer
+    proc = run_cli("scripts/plot_metrics.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "nowhere")),
+                    "metrics.jsonl: no metrics file")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")
+    _one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "empty")),
+                    "no training records to plot")
