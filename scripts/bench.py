@@ -2,6 +2,7 @@
 
     python scripts/bench.py ops          # custom operators vs MXNet's contrib built-ins
     python scripts/bench.py data         # training input pipeline vs gluoncv's DataLoader
+    python scripts/bench.py train        # training images/s vs a gluoncv-style step; Horovod 1 vs 2
     python scripts/bench.py all          # every benchmark available
 
 Prints one line per case with both times and the ratio ours / peer (below 1: ours is
@@ -13,9 +14,10 @@ import os
 
 from ssd_gluon import cli
 from ssd_gluon.benchmark import bench_data, bench_ops, machine, markdown_table
+from ssd_gluon.benchmark_train import bench_train
 from ssd_gluon.engine import atomic_save
 
-SUITES = {"data": bench_data, "ops": bench_ops}
+SUITES = {"data": bench_data, "ops": bench_ops, "train": bench_train}
 
 
 def get_args_parser():

@@ -1,7 +1,10 @@
 """scripts/bench.py runs end to end (times are not asserted: speed lives in `make bench`)."""
 import json
+import os
+import sys
 
 from conftest import run_cli
+from ssd_gluon.benchmark import markdown_table
 
 
 def test_bench_ops_writes_rows_and_table(tmp_path):
@@ -16,3 +19,35 @@ def test_bench_ops_writes_rows_and_table(tmp_path):
     assert all(r[1] > 0 and r[2] > 0 for r in rows)
     assert "ours / peer" in (tmp_path / "bench" / "ops.md").read_text()
     assert "machine:" in proc.stdout
+
+
+def test_bench_train_rows(tmp_path):
+    """The training benchmark on 16 images, batch 2, a step or two per case: one row per
+    preset (ours and the gluoncv-style step, both positive), then the Horovod rows."""
+    horovod = os.path.exists(os.path.join(os.path.dirname(sys.executable), "horovodrun"))
+    out = tmp_path / "train.json"
+    proc = run_cli("-m", "ssd_gluon.benchmark_train", "run", "--num-images", "16",
+                   "--batch-size", "2", "--repeats", "2", "--rounds", "1", "--profile", "1",
+                   "--ssd300", "1,1,1", "--hvd-steps", "2", "--json", str(out),
+                   *([] if horovod else ["--no-horovod"]))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r[0].split(",")[0] for r in rows[:2]] == [
+        "train ssd_demo 96x96", "train ssd_300_vgg16_atrous_voc 300x300"]
+    for case, ours, peer, peer_name, unit in rows[:2]:
+        assert ours > 0 and peer > 0 and peer_name == "gluoncv-style step" and unit == "images/s"
+    if horovod:
+        starts = ["horovod ssd_demo batch 2/rank, 1 process", "horovod ssd_demo batch 2/rank, "
+                  "2 processes", "horovod scaling efficiency img/s(2 proc) / img/s(1 proc)"]
+        assert [r[0][:len(s)] for r, s in zip(rows[2:], starts)] == starts
+        assert [r[4] for r in rows[2:]] == ["images/s", "images/s", "ratio"]
+        assert all(r[1] > 0 and r[2] is None for r in rows[2:])
+    else:
+        assert len(rows) == 2
+    assert "gluoncv-style step" in markdown_table(rows)
+    assert "ours/peer" in proc.stdout and "profile" in proc.stdout
+
+
+def test_bench_lists_train_suite():
+    proc = run_cli("scripts/bench.py", "--help")
+    assert proc.returncode == 0 and "{data,ops,train,all}" in proc.stdout
