@@ -15,7 +15,7 @@ import os
 from ssd_gluon import cli
 from ssd_gluon.benchmark import bench_data, bench_ops, machine, markdown_table
 from ssd_gluon.benchmark_train import bench_train
-from ssd_gluon.engine import atomic_save
+from ssd_gluon.files import atomic_save
 
 SUITES = {"data": bench_data, "ops": bench_ops, "train": bench_train}
 
