@@ -24,6 +24,10 @@ conventions below are the ones the VOC devkit (and gluoncv) use:
   for larger inputs with ties gluoncv's order is implementation-defined.
 * **AP**: 11-point interpolation (VOC2007, thresholds ``np.arange(0, 1.1,
   0.1)``) or area under the monotone precision envelope (VOC2010+).
+  The thresholds are numpy's, as in gluoncv and the Python ports of the devkit; the
+  MATLAB devkit's ``0:0.1:1`` holds 0.6 and 0.7 where numpy holds 0.6000000000000001
+  and 0.7000000000000001, which changes an AP only when a class's recall lands exactly
+  on 0.6 or 0.7 (tests/test_eval.py shows a case).
   Classes without any non-difficult ground truth get AP ``nan`` and are left
   out of the mean.
 

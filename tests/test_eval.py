@@ -345,3 +345,61 @@ def test_parity_with_gluoncv_tied_scores(seed):
     assign_scores(rng, batches, levels=[0.25, 0.5, 0.75])
     for use_07 in (True, False):
         compare_with_gluoncv(batches, 3, use_07)
+
+
+# ------------------------------------------------------------- parity with the devkit reference
+
+def to_devkit_images(batches):
+    """Our update() arrays -> the reference's per-image lists (valid rows only)."""
+    images = []
+    for pb, pl, ps, gb, gl, gd in batches:
+        pb, pl, ps, gb, gl, gd = [a.asnumpy() if hasattr(a, "asnumpy") else a
+                                  for a in (pb, pl, ps, gb, gl, gd)]
+        for i in range(len(pb)):
+            images.append(dict(
+                dets=[(int(c), float(s), list(map(float, b)))
+                      for c, s, b in zip(pl[i], ps[i], pb[i]) if c >= 0],
+                gts=[(int(c), list(map(float, b)), bool(d))
+                     for c, b, d in zip(gl[i], gb[i], gd[i]) if c >= 0]))
+    return images
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_parity_with_devkit_reference(seed):
+    from voc_devkit_reference import NUMPY_THRESHOLDS, mean_ap
+    rng = np.random.default_rng(3000 + seed)
+    n_classes = int(rng.integers(2, 6))
+    batches = [random_batch(rng, n_classes, int(rng.integers(1, 6)), int(rng.integers(1, 8)),
+                            int(rng.integers(1, 14)), seed % 2 == 0)
+               for _ in range(int(rng.integers(1, 4)))]
+    assign_scores(rng, batches)          # distinct scores: the rank order is unambiguous
+    for use_07 in (True, False):
+        ours = VOCMApMetric(class_names=[str(c) for c in range(n_classes)], use_07_metric=use_07)
+        for batch in batches:
+            ours.update(*batch)
+        # numpy's 11 thresholds, as gluoncv (see test_devkit_thresholds_differ_at_0_6_and_0_7)
+        ref_aps, ref_map = mean_ap(to_devkit_images(batches), n_classes, use_07,
+                                   thresholds=NUMPY_THRESHOLDS)
+        values = ours.get()[1]
+        expected = [np.nan if a is None else a for a in ref_aps] + [ref_map]
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_devkit_thresholds_differ_at_0_6_and_0_7():
+    """Where recall lands exactly on 0.6 and 0.7 (10 objects: 6 found first, the 7th at rank
+    11), the MATLAB devkit's thresholds 0.6 and 0.7 count those points and numpy's
+    0.6000000000000001 and 0.7000000000000001 (ours, gluoncv's) do not: precision 1 instead
+    of 7/11 at t=0.6 and 7/11 instead of 0 at t=0.7, 1/11 of AP in all. Documented in
+    ssd_gluon.eval."""
+    from voc_devkit_reference import MATLAB_THRESHOLDS, ap_11_point
+    gt = [[10 * i, 0, 10 * i + 5, 5] for i in range(10)]
+    dets = [[10 * i, 0, 10 * i + 5, 5] for i in range(6)] + [[200, 200, 205, 205]] * 4 + [gt[6]]
+    scores = np.linspace(1, 0.1, len(dets))
+    metric = VOCMApMetric(class_names=["a"])
+    metric.update(np.array([dets]), np.zeros((1, len(dets))), scores[None],
+                  np.array([gt]), np.zeros((1, 10)))
+    ours = metric.get()[1][0]
+    recall = [min(i + 1, 6) / 10 for i in range(10)] + [0.7]
+    precision = [min(i + 1, 6) / (i + 1) for i in range(10)] + [7 / 11]
+    assert ours == pytest.approx(ap_11_point(recall, precision, thresholds=[k * 0.1 for k in range(11)]))
+    assert ap_11_point(recall, precision, MATLAB_THRESHOLDS) - ours == pytest.approx(1 / 11)
