@@ -4,8 +4,10 @@ PREFIX-symbol.json + PREFIX-0000.params, then verify the files in a fresh proces
     python scripts/export_symbol.py --model ssd_demo --params runs/demo/train/final.params \
         --out runs/demo/export/ssd_demo
 
-The exported graph takes one input ``data``: float32 RGB pixels 0-255, shape
-(B, 3, S, S), and returns ids (B,K,1), scores (B,K,1), boxes (B,K,4) in input pixels.
+The exported graph takes one input ``data``: RGB pixels 0-255, shape (B, 3, S, S), float32
+(or uint8 with --input-dtype uint8, cast inside the graph), and returns ids (B,K,1),
+scores (B,K,1), boxes (B,K,4) in input pixels. PREFIX-meta.json records the input size and
+dtype, the class names and the operators the graph needs.
 """
 import argparse
 
@@ -24,6 +26,8 @@ def get_args_parser():
     p.add_argument("--data-shape", type=int, default=None)
     p.add_argument("--ops", default="builtin", choices=["auto", "custom", "builtin"],
                    help="builtin: the graph runs on any MXNet 1.x; custom needs the ops library")
+    p.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
+                   help="dtype of the graph's input (uint8 is cast to float32 inside)")
     p.add_argument("--nms-thresh", type=float, default=0.45)
     p.add_argument("--nms-topk", type=int, default=400)
     p.add_argument("--post-nms", type=int, default=200)
@@ -42,11 +46,15 @@ def main(args):
     shape = args.data_shape or net.base_size
     kwargs = dict(nms_thresh=args.nms_thresh, nms_topk=args.nms_topk, post_nms=args.post_nms,
                   score_thresh=args.score_thresh)
-    symbol_file, params_file = export_detector(net, args.out, shape, **kwargs)
-    library = ssd_ops.LIBRARY_PATH if ssd_ops.resolve(args.ops) == "custom" else None
-    n = verify_export(net, args.out, shape, library=library, **kwargs)
-    print("exported %s and %s (input data: 1x3x%dx%d RGB 0-255); verified in a fresh "
-          "process: %d detections identical" % (symbol_file, params_file, shape, shape, n))
+    impl = ssd_ops.resolve(args.ops)
+    symbol_file, params_file = export_detector(net, args.out, shape, args.input_dtype, impl,
+                                               **kwargs)
+    library = ssd_ops.LIBRARY_PATH if impl == "custom" else None
+    n = verify_export(net, args.out, shape, library=library, input_dtype=args.input_dtype,
+                      **kwargs)
+    print("exported %s and %s (input data: Bx3x%dx%d RGB 0-255 %s); verified in a fresh "
+          "process: %d detections identical" % (symbol_file, params_file, shape, shape,
+                                                args.input_dtype, n))
     if args.onnx:
         export_onnx(net, args.out + ".onnx", shape, kwargs)
     return 0

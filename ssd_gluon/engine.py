@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from .data import split_label
 from .eval import VOCMApMetric
-from .files import atomic_save, write_json  # noqa: F401  (re-exported for older callers)
 from .loss import SSDLoss
 from .target import MultiBoxTargetGenerator
 
@@ -215,11 +214,12 @@ class TrainLoop:
 
 
 def evaluate(predictor, batches, ctx, class_names, use_07_metric=True, progress=True,
-             workers=None):
+             workers=None, curves=False):
     """VOC mAP of ``predictor`` over ``batches`` (a val_iter), boxes compared in original
     image pixels. Under Horovod (``workers``) each worker passes its shard and the
     detections are gathered, so every worker returns the mAP of the whole set.
-    Returns ``metric.get_dict()`` plus 'images'."""
+    Returns ``metric.get_dict()`` plus 'images' (and 'curves', the per-class precision/recall
+    arrays, with ``curves=True``)."""
     dets, gts = [], []
     batches.reset()
     for batch in tqdm(batches, desc="eval", disable=not progress, leave=False):
@@ -241,4 +241,6 @@ def evaluate(predictor, batches, ctx, class_names, use_07_metric=True, progress=
                   gts[:, :, 5])
     result = metric.get_dict()
     result["images"] = len(dets)
+    if curves:
+        result["curves"] = metric.curves()
     return result

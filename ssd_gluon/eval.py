@@ -258,6 +258,18 @@ class VOCMApMetric:
         return voc07_ap(recall, precision) if self.use_07_metric \
             else voc_ap(recall, precision)
 
+    def curves(self):
+        """``{name: (recall (K,), precision (K,))}`` in rank order for every class with
+        non-difficult ground truth (for precision/recall plots)."""
+        names = self.get()[0][:-1]
+        out = {}
+        for label in sorted(self._n_pos):
+            if self._n_pos[label] and label < len(names):
+                out[names[label]] = precision_recall(np.concatenate(self._scores[label]),
+                                                     np.concatenate(self._is_tp[label]),
+                                                     self._n_pos[label])
+        return out
+
     def _all_aps(self):
         """``(L,)`` APs of labels ``0..L-1``, L = largest label seen + 1 (nan for unseen)."""
         n_labels = max(self._n_pos) + 1 if self._n_pos else 0

@@ -19,11 +19,10 @@ only inside the export functions, so a deployment with onnxruntime + NumPy can i
 """
 import json
 import os
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
+
+from .fresh import run_in_fresh_process
 
 # The paper's "variances" (same values as ssd_gluon.boxes.VARIANCES, repeated here so that
 # this module does not import MXNet).
@@ -283,19 +282,9 @@ np.savez(args["output"], raw["probs"], raw["offsets"], raw["anchors"], *dets)
 def _run_check(model_path, image):
     """Run ``_CHECK_SCRIPT`` on ``image``; returns the raw outputs and the detections."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory() as tmp:
-        np.save(os.path.join(tmp, "in.npy"), image)
-        out = os.path.join(tmp, "out.npz")
-        args = dict(model=os.path.abspath(model_path), input=os.path.join(tmp, "in.npy"),
-                    output=out, package_root=package_root)
-        proc = subprocess.run([sys.executable, "-c", _CHECK_SCRIPT, json.dumps(args)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise RuntimeError("%s: onnxruntime check in a fresh process failed: %s"
-                               % (model_path, last))
-        got = np.load(out)
-        return [got["arr_%d" % i] for i in range(6)]
+    return run_in_fresh_process(_CHECK_SCRIPT, image, "%s: onnxruntime check in a fresh "
+                                "process failed" % model_path, model=os.path.abspath(model_path),
+                                package_root=package_root)
 
 
 def _pair_rows(e, g, atol, box_atol):

@@ -123,3 +123,27 @@ def plot_training(records, path):
     ax_map.grid(alpha=0.3)
     _save(fig, path, dpi=90)
     return path
+
+
+def plot_pr_curves(curves, aps, path, title=""):
+    """PNG of one precision/recall panel per class. ``curves``: {name: (recall, precision)}
+    (``VOCMApMetric.curves()``), ``aps``: {name: AP} for the panel titles."""
+    if not curves:
+        raise ValueError("%s: no class with ground truth to plot" % path)
+    plt = _pyplot()
+    cols = min(5, len(curves))
+    rows = (len(curves) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, (recall, precision)) in zip(axes.ravel(), curves.items()):
+        ax.axis("on")
+        ax.plot(recall, precision, lw=1.2)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), title="%s  AP %.3f" % (name, aps.get(name, float("nan"))))
+        ax.title.set_fontsize(9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save(fig, path, dpi=80)
+    return path

@@ -3,7 +3,6 @@ import json
 
 import mxnet as mx
 import numpy as np
-import pytest
 
 from conftest import run_cli
 from ssd_gluon import data, engine, model_zoo

@@ -99,3 +99,61 @@ def test_plot_metrics_of_a_run(tmp_path):
     (tmp_path / "empty" / "metrics.jsonl").write_text("")
     _one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "empty")),
                     "no training records to plot")
+
+
+def test_eval_detect_from_export_and_pr_plot(sample_dir, demo_params, tmp_path):
+    """The exported symbol (uint8 input) evaluates to the same mAP as its parameters, the
+    PR plot and speed figures are written, and detect.py runs from the export; a bad image
+    among good ones is reported in one line and the others are processed."""
+    rec = str(sample_dir / "test.rec")
+    prefix = str(tmp_path / "exp" / "demo")
+    proc = run_cli("scripts/export_symbol.py", "--model", "ssd_demo", "--params", demo_params,
+                   "--input-dtype", "uint8", "--out", prefix)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = {}
+    for name, source in (("params", ["--model", "ssd_demo", "--params", demo_params]),
+                         ("symbol", ["--symbol", prefix])):
+        out = tmp_path / ("%s.json" % name)
+        proc = run_cli("scripts/eval_voc.py", *source, "--rec", rec, "--metric", "voc2010",
+                       "--speed-repeats", "2", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = json.load(open(out))
+        assert (tmp_path / ("%s.pr.png" % name)).read_bytes()[:4] == b"\x89PNG"
+    assert results["symbol"]["mAP"] == pytest.approx(results["params"]["mAP"], abs=1e-6)
+    assert results["symbol"]["metric"] == "voc2010"
+    assert set(results["params"]["speed"]) == {"batch_1", "batch_8"}
+    assert results["params"]["speed"]["batch_8"]["images_per_sec"] > 0
+    assert results["params"]["data_images_per_sec"] > 0
+    _one_line_error(run_cli("scripts/eval_voc.py", "--symbol", prefix, "--data-shape", "128",
+                            "--rec", rec), "exported for 96x96 input, not 128x128")
+
+    images = sorted((sample_dir / "VOCsample" / "JPEGImages").glob("*.jpg"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    proc = run_cli("scripts/detect.py", "--symbol", prefix, "--thresh", "0.0", "--images",
+                   str(images[0]), str(bad), str(images[1]), "--out", str(tmp_path / "det"))
+    assert proc.returncode == 1
+    assert [l for l in proc.stderr.splitlines() if l.startswith("error: ")] == [
+        "error: %s: not a readable image" % bad]
+    assert sorted(json.load(open(tmp_path / "det" / "detections.json"))) == sorted(map(str, images))
+
+
+def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_path):
+    import os
+    import sys
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    if not os.path.exists(horovodrun):
+        pytest.skip("horovod is not installed")
+    rec = str(sample_dir / "test.rec")
+    args = ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", demo_params, "--rec", rec,
+            "--speed-repeats", "0"]
+    single = run_cli(*args, "--out", str(tmp_path / "one.json"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    two = run_cli(horovodrun, "-np", "2", "-H", "localhost:2", sys.executable, *args,
+                  "--out", str(tmp_path / "two.json"), env=env)
+    assert two.returncode == 0, two.stdout[-2000:]
+    one, both = json.load(open(tmp_path / "one.json")), json.load(open(tmp_path / "two.json"))
+    assert both["workers"] == 2 and both["images"] == one["images"] == 32
+    assert both["mAP"] == pytest.approx(one["mAP"], abs=1e-9)
+    assert both["per_class"] == pytest.approx(one["per_class"], abs=1e-9)

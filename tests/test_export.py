@@ -8,7 +8,8 @@ from mxnet import autograd
 
 from conftest import run_cli
 from ssd_gluon import model_zoo
-from ssd_gluon.export import deploy_block, export_detector, verify_export
+from ssd_gluon.export import (check_input_size, deploy_block, export_detector, load_exported,
+                              verify_export)
 
 
 @pytest.fixture
@@ -29,8 +30,8 @@ def test_export_round_trip_in_fresh_process(trained_like_params, tmp_path):
     prefix = str(tmp_path / "exp" / "ssd_demo")
     sym, params = export_detector(net, prefix, 96)
     assert os.path.isfile(sym) and os.path.isfile(params)
-    assert not [f for f in os.listdir(tmp_path / "exp") if f not in
-                ("ssd_demo-symbol.json", "ssd_demo-0000.params")]
+    assert sorted(os.listdir(tmp_path / "exp")) == [
+        "ssd_demo-0000.params", "ssd_demo-meta.json", "ssd_demo-symbol.json"]
     n = verify_export(net, prefix, 96)
     assert n > 0
     # And the Gluon deploy block equals a SymbolBlock import in this process too.
@@ -62,3 +63,30 @@ def test_export_cli_wrong_params_is_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "three.params" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("x-*"))
+
+
+def test_uint8_input_export_equals_float32(trained_like_params, tmp_path):
+    net, _ = trained_like_params
+    prefix = str(tmp_path / "u8" / "ssd_demo")
+    export_detector(net, prefix, 96, input_dtype="uint8")
+    assert verify_export(net, prefix, 96, input_dtype="uint8") > 0
+    block, meta = load_exported(prefix)
+    assert meta["input_dtype"] == "uint8" and meta["data_shape"] == 96
+    assert meta["classes"] == list(net.classes) and meta["ops"] == "builtin"
+    pixels = np.random.RandomState(2).randint(0, 256, (2, 3, 96, 96))
+    got = block(mx.nd.array(pixels, dtype="uint8"))
+    want = deploy_block(net)(mx.nd.array(pixels, dtype="float32"))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_exported_files_errors(trained_like_params, tmp_path):
+    net, _ = trained_like_params
+    prefix = str(tmp_path / "e" / "m")
+    export_detector(net, prefix, 96)
+    _, meta = load_exported(prefix)
+    with pytest.raises(ValueError, match=r"m-symbol.json: exported for 96x96 input, not 128x128"):
+        check_input_size(meta, prefix, 128)
+    os.remove(prefix + "-meta.json")
+    with pytest.raises(FileNotFoundError, match=r"m-meta.json: exported file not found"):
+        load_exported(prefix)
