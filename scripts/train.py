@@ -102,6 +102,18 @@ def make_trainer(hvd, net, rec, lr, iters):
     return hvd.DistributedTrainer(net.collect_params(), rec.optimizer, opt)
 
 
+def setup_device(args, workers):
+    """The rank's device; MXNet AMP switched on for --amp (GPU only)."""
+    ctx = mx.gpu(workers.local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
+    if args.amp and ctx == mx.cpu():
+        raise ValueError("--amp needs a GPU (MXNet AMP computes in float16 on CUDA); on the "
+                         "CPU training runs in float32")
+    if args.amp:
+        from mxnet.contrib import amp
+        amp.init()                  # before the network is built: it patches the operators
+    return ctx
+
+
 def train(args):
     """Build, train (or resume) and save; returns the trained network (every rank)."""
     import horovod.mxnet as hvd
@@ -109,22 +121,16 @@ def train(args):
     workers = Workers(hvd)
     rec = recipe.resolve(args.model, {f: getattr(args, f) for f in recipe.FIELDS},
                          bool(args.pretrained_base), args.from_scratch)
-    ctx = mx.gpu(workers.local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
-    if args.amp and ctx == mx.cpu():
-        raise ValueError("--amp needs a GPU (MXNet AMP computes in float16 on CUDA); on the "
-                         "CPU training runs in float32")
-    if args.amp:
-        from mxnet.contrib import amp
-        amp.init()
+    ctx = setup_device(args, workers)
     mx.random.seed(args.seed)                     # same initial weights on every worker
     train_rec = data.check_rec(args.train)
     net, shape = build_net(args, data.read_classes(train_rec), ctx)
-    num_images, _ = data.dataset_stats(train_rec)
     # Ranks must agree on the step count: the smallest shard's full batches (at least one).
     iters = max(1, min(data.shard_sizes(train_rec, workers.size)) // rec.batch_size)
     lr = recipe.effective_lr(rec.lr, rec.batch_size, workers.size)
     trainer = make_trainer(hvd, net, rec, lr, iters)
     if args.amp:
+        from mxnet.contrib import amp
         amp.init_trainer(trainer)
     info = dict(model=args.model, train=train_rec, seed=args.seed, world_size=workers.size,
                 batch_size=rec.batch_size, iters_per_epoch=iters, epochs=rec.epochs)
@@ -133,19 +139,28 @@ def train(args):
     if state is not None:
         restore(net, trainer, state)
     workers.broadcast_parameters(net.collect_params())
-    step = engine.TrainStep(net, trainer, ops=args.ops, amp=args.amp)
     if workers.is_root:
         os.makedirs(args.out, exist_ok=True)
-        write_config(args, rec, info, lr, shape, net, num_images, ctx, state)
-    progress = Progress(args.out, rec.epochs, iters, rec.batch_size * workers.size,
-                        enabled=workers.is_root)
+        write_config(args, rec, info, lr, shape, net, ctx, state)
     loop = engine.TrainLoop(
-        net, step, lambda epoch: data.train_iter(
-            train_rec, shape, rec.batch_size, workers.rank, workers.size,
-            args.seed + 1000 * epoch + workers.rank, rec.augment, args.threads),
-        ctx, workers, checkpoints, progress, rec.epochs, iters, info, args.log_interval,
-        make_val_fn(args, net, shape, ctx, workers), rec.val_interval,
-        engine.StopSignals().install(), parse_faults(args.inject, workers.rank))
+        net, engine.TrainStep(net, trainer, ops=args.ops, amp=args.amp),
+        lambda epoch: data.train_iter(train_rec, shape, rec.batch_size, workers.rank,
+                                      workers.size, args.seed + 1000 * epoch + workers.rank,
+                                      rec.augment, args.threads),
+        ctx, workers, checkpoints,
+        Progress(args.out, rec.epochs, iters, rec.batch_size * workers.size, workers.is_root),
+        rec.epochs, iters, info, args.log_interval, make_val_fn(args, net, shape, ctx, workers),
+        rec.val_interval, engine.StopSignals().install(), parse_faults(args.inject, workers.rank))
+    run_loop(loop, state, args.out, workers)
+    if workers.is_root:
+        files.atomic_save(net.save_parameters, os.path.join(args.out, "final.params"))
+        print("final parameters: %s" % os.path.join(args.out, "final.params"))
+    return net
+
+
+def run_loop(loop, state, out_dir, workers):
+    """Run the loop; a dead peer becomes one clear line; rank 0 plots the curves however
+    the run ends."""
     try:
         loop.run(resume=state)
     except mx.base.MXNetError as err:
@@ -156,11 +171,7 @@ def train(args):
                            % (loop.position["epoch"], loop.last_good or "none")) from None
     finally:
         if workers.is_root:
-            plot(args.out)
-    if workers.is_root:
-        files.atomic_save(net.save_parameters, os.path.join(args.out, "final.params"))
-        print("final parameters: %s" % os.path.join(args.out, "final.params"))
-    return net
+            plot(out_dir)
 
 
 def find_resume_state(args, checkpoints, info):
@@ -190,7 +201,7 @@ def make_val_fn(args, net, shape, ctx, workers):
                                          progress=workers.is_root, workers=workers)
 
 
-def write_config(args, rec, info, lr, shape, net, num_images, ctx, state):
+def write_config(args, rec, info, lr, shape, net, ctx, state):
     """Print and save the effective configuration (config.json)."""
     total, warmup, drops = recipe.schedule_steps(info["iters_per_epoch"], rec.epochs,
                                                  rec.warmup_epochs, rec.lr_steps)
@@ -204,6 +215,7 @@ def write_config(args, rec, info, lr, shape, net, num_images, ctx, state):
                   resumed_from=state["path"] if state else None)
     config.pop("inject")
     files.write_json(os.path.join(args.out, "config.json"), config)
+    num_images, _ = data.dataset_stats(info["train"])
     print("training %s on %d images, %d worker(s) x batch %d on %s; %s lr %.3g (%.3g per 32 "
           "images), %d epochs x %d iterations, warm-up %d, x0.1 at %s; augment %s"
           % (args.model, num_images, info["world_size"], rec.batch_size, ctx, rec.optimizer,
