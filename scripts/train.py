@@ -12,13 +12,6 @@ gets config.json, metrics.jsonl, curves.png, ckpt-<step>.{params,states,json} (t
 import argparse
 import os
 
-# Horovod's CPU allreduce cannot read gradients that MXNet keeps in MKLDNN layout ("We can't
-# generate TBlob for MKLDNN data"): multi-process runs use the default layout. Must precede
-# the first mxnet import.
-if int(os.environ.get("HOROVOD_SIZE", "1")) > 1:
-    os.environ.setdefault("MXNET_MKLDNN_ENABLED", "0")
-    os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")   # its notices flood logs
-
 import mxnet as mx
 
 from ssd_gluon import cli, data, engine, files, model_zoo, recipe, visualize

@@ -25,8 +25,8 @@ synchronized per step; ``profile_side`` then waits on each step to split input w
 compute.
 
 Scaling: ``horovod_scaling`` runs our step under ``horovodrun -np 1`` and ``-np 2`` (Gloo,
-CPU, MKLDNN layout off in both since Horovod cannot allreduce it), with the cores split
-evenly between the processes (OpenMP and decode threads), each rank reading its own shard.
+CPU, MKLDNN layout on), with the cores split evenly between the processes (OpenMP and decode
+threads), each rank reading its own shard.
 """
 import argparse
 import collections
@@ -43,6 +43,7 @@ import mxnet as mx
 from mxnet import autograd
 
 from . import data, engine, model_zoo, ops
+from .distributed import Workers
 from .benchmark import _cpu_seconds, _forever, make_voc_like_tree
 from .files import write_json
 
@@ -254,7 +255,7 @@ def hvd_worker(args):
     classes = data.read_classes(args.rec)
     net, step = our_step(args.preset, classes,
                          lambda params: hvd.DistributedTrainer(params, "sgd", dict(SGD)))
-    hvd.broadcast_parameters(net.collect_params(), root_rank=0)
+    Workers(hvd).broadcast_parameters(net.collect_params())
     side = our_side(net, step, args.rec, args.batch_size, args.threads, rank, size, seed=rank)
     run_steps(side, args.warmup)
     _barrier(hvd, "bench_start")
@@ -291,14 +292,12 @@ def _run_logged(cmd, env, log_path, timeout):
 def horovod_rate(rec, num_proc, preset, batch_size, warmup, steps, threads, work_dir,
                  timeout=600):
     """Global images/s of our step under ``horovodrun -np num_proc`` on this host, each rank
-    with ``threads`` OpenMP and decode threads and the MKLDNN layout off."""
+    with ``threads`` OpenMP and decode threads."""
     horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
     if not os.path.exists(horovodrun):
         raise RuntimeError("horovodrun not found next to %s (horovod not installed)"
                            % sys.executable)
-    # MKLDNN off also prints one storage-fallback warning per operator: silenced.
-    env = dict(os.environ, MXNET_MKLDNN_ENABLED="0", OMP_NUM_THREADS=str(threads),
-               MXNET_STORAGE_FALLBACK_LOG_VERBOSE="0")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [horovodrun, "-np", str(num_proc), "-H", "localhost:%d" % num_proc,
            sys.executable, "-m", "ssd_gluon.benchmark_train", "hvd-worker", "--rec", rec,
            "--preset", preset, "--batch-size", str(batch_size), "--warmup", str(warmup),
@@ -323,8 +322,8 @@ def horovod_scaling(rec, work_dir, preset=COMPACT, batch_size=8, warmup=4, steps
     for n in (1, 2):
         threads = max(1, cores // n)
         rates[n] = horovod_rate(rec, n, preset, batch_size, warmup, steps, threads, work_dir)
-        case = ("horovod %s batch %d/rank, %d process%s x %d OMP + %d decode threads, "
-                "MKLDNN off (global img/s)" % (preset, batch_size, n, "es" if n > 1 else "",
+        case = ("horovod %s batch %d/rank, %d process%s x %d OMP + %d decode threads "
+                "(global img/s)" % (preset, batch_size, n, "es" if n > 1 else "",
                                                threads, threads))
         log("%s: %.2f img/s" % (case, rates[n]))
         rows.append((case, rates[n], None, None, "images/s"))

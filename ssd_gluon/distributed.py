@@ -26,9 +26,12 @@ class Workers:
         return [bool(v > 0) for v in total]
 
     def average_(self, name, array):
-        """Average ``array`` in place over the workers."""
+        """Average ``array`` in place over the workers (through a default-layout copy, see
+        ``broadcast_parameters``)."""
         if self.size > 1:
-            self.hvd.allreduce_(array, average=True, name=name)
+            copy = _default_layout(array)
+            self.hvd.allreduce_(copy, average=True, name=name)
+            array[:] = copy
 
     def gather(self, name, array):
         """NumPy (n_i, ...) of each worker -> (sum n_i, ...) concatenated in rank order."""
@@ -38,13 +41,27 @@ class Workers:
         return out.asnumpy()
 
     def broadcast_parameters(self, params):
-        if self.size > 1:
-            self.hvd.broadcast_parameters(params, root_rank=0)
+        """Rank 0's parameter values on every worker. On the CPU a forward pass leaves
+        MKLDNN-layout weights, which Horovod cannot read ("We can't generate TBlob for
+        MKLDNN data"), so default-layout copies travel; gradients keep their layout and
+        allreduce fine."""
+        if self.size == 1:
+            return
+        for i, (name, p) in enumerate(sorted(params.items())):
+            copy = _default_layout(p.data())
+            self.hvd.broadcast_(copy, root_rank=0, name="param.%d" % i)
+            p.set_data(copy)
 
     def barrier(self, name="barrier"):
         """Every worker waits here for the others."""
         if self.size > 1:
             self.hvd.allreduce(mx.nd.zeros((1,)), name=name).wait_to_read()
+
+
+def _default_layout(array):
+    """A copy of ``array`` in MXNet's default layout (via the host: used once per run or
+    epoch, never per step)."""
+    return mx.nd.array(array.asnumpy(), ctx=array.context, dtype=array.dtype)
 
 
 def is_shutdown_error(err):
