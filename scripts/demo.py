@@ -43,7 +43,7 @@ def main(args):
     run("sample", ["data/make_sample.py", "--out", sample], timings)
     run("train", ["scripts/train.py", "--model", "ssd_demo", "--train", train_rec,
                   "--val", test_rec, "--epochs", str(args.epochs), "--batch-size",
-                  str(args.batch_size), "--val-interval", str(args.epochs), "--threads", "2",
+                  str(args.batch_size), "--val-interval", str(max(1, args.epochs // 4)), "--threads", "2",
                   "--out", os.path.join(out, "train")] + resume, timings)
     run("eval", ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", params,
                  "--rec", test_rec, "--out", os.path.join(out, "eval.json")], timings)

@@ -106,6 +106,7 @@ def main(args):
                   workers=workers.size, detector=os.path.abspath(args.symbol) if args.symbol
                   else dict(model=args.model, params=os.path.abspath(args.params),
                             gluoncv=args.gluoncv))
+    workers.finish()
     if not workers.is_root:
         return 0
     curves = result.pop("curves")

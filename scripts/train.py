@@ -148,6 +148,7 @@ def train(args):
     if workers.is_root:
         files.atomic_save(net.save_parameters, os.path.join(args.out, "final.params"))
         print("final parameters: %s" % os.path.join(args.out, "final.params"))
+    workers.finish()
     return net
 
 

@@ -58,6 +58,18 @@ class Workers:
             self.hvd.allreduce(mx.nd.zeros((1,)), name=name).wait_to_read()
 
 
+    def finish(self, name="finished"):
+        """The last collective of a run: every worker waits for the others, so none exits
+        while a peer still has a collective (or its result) pending: Horovod fails pending
+        operations of a worker whose peer has exited. A peer exiting right after this
+        barrier cannot hurt any more, so that error is ignored here."""
+        try:
+            self.barrier(name)
+        except mx.base.MXNetError as err:
+            if not is_shutdown_error(err):
+                raise
+
+
 def _default_layout(array):
     """A copy of ``array`` in MXNet's default layout (via the host: used once per run or
     epoch, never per step)."""
