@@ -50,13 +50,9 @@ def expand_images(patterns):
 def load_block(args):
     """(block taking pixels (1,3,S,S) 0-255, its input dtype, class names, S)."""
     classes = args.classes.split(",") if args.classes else None
-    if args.symbol:
-        if args.model or args.params:
-            raise ValueError("give either --symbol or --model/--params, not both")
+    if cli.uses_export(args):
         block, meta = load_exported(args.symbol)
         return block, meta["input_dtype"], classes or meta["classes"], meta["data_shape"]
-    if not (args.model and args.params):
-        raise ValueError("give --model and --params (or --symbol PREFIX of an export)")
     net = load_detector(args.model, args.params, classes, args.ops)
     block = deploy_block(net)
     block.hybridize()

@@ -47,9 +47,7 @@ def get_args_parser():
 
 def load_predictor(args, classes, ctx):
     """(predictor taking normalized (B,3,S,S) batches, class names, input side)."""
-    if args.symbol:
-        if args.model or args.params:
-            raise ValueError("give either --symbol or --model/--params, not both")
+    if cli.uses_export(args):
         block, meta = load_exported(args.symbol, ctx)
         check_input_size(meta, args.symbol, args.data_shape)
         mean = mx.nd.array(data.MEAN_RGB, ctx=ctx).reshape((1, 3, 1, 1))
@@ -61,8 +59,6 @@ def load_predictor(args, classes, ctx):
                 pixels = pixels.round().clip(0, 255).astype("uint8")
             return block(pixels)
         return predictor, meta["classes"], meta["data_shape"]
-    if not (args.model and args.params):
-        raise ValueError("give --model and --params (or --symbol PREFIX of an export)")
     net = load_detector(args.model, args.params, classes, args.ops, args.gluoncv, ctx)
     predictor = SSDPredictor(net)
     predictor.hybridize(static_alloc=True)
@@ -94,7 +90,7 @@ def print_table(result, classes):
 
 def main(args):
     workers = make_workers()
-    ctx = mx.gpu(workers.local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
+    ctx = workers.context()
     rec = data.check_rec(args.rec)
     predictor, classes, shape = load_predictor(args, data.read_classes(rec), ctx)
     batches = data.val_iter(rec, shape, args.batch_size, workers.rank, workers.size,

@@ -97,7 +97,7 @@ def make_trainer(hvd, net, rec, lr, iters):
 
 def setup_device(args, workers):
     """The rank's device; MXNet AMP switched on for --amp (GPU only)."""
-    ctx = mx.gpu(workers.local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
+    ctx = workers.context()
     if args.amp and ctx == mx.cpu():
         raise ValueError("--amp needs a GPU (MXNet AMP computes in float16 on CUDA); on the "
                          "CPU training runs in float32")

@@ -11,6 +11,7 @@ import numpy as np
 import psutil
 
 from . import model_zoo, ops
+from .speed import timed_call
 
 
 def machine():
@@ -27,15 +28,9 @@ def machine():
 
 def time_pair(ours, peer, repeats=20, warmup=3):
     """Median seconds of ``ours()`` and ``peer()`` (each returns NDArrays to wait on)."""
-    def once(fn):
-        t0 = time.perf_counter()
-        outs = fn()
-        for o in outs if isinstance(outs, (list, tuple)) else [outs]:
-            o.wait_to_read()
-        return time.perf_counter() - t0
     for _ in range(warmup):
-        once(ours), once(peer)
-    times = [(once(ours), once(peer)) for _ in range(repeats)]
+        timed_call(ours), timed_call(peer)
+    times = [(timed_call(ours), timed_call(peer)) for _ in range(repeats)]
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 

@@ -241,11 +241,6 @@ def compare_training(rec, plans, batch_size=8, threads=2, workers=2, log=print):
 
 # ---- Horovod ------------------------------------------------------------------------------
 
-def _barrier(hvd, name):
-    """All ranks reach this point (an allreduce of one number, waited on)."""
-    hvd.allreduce(mx.nd.zeros((1,)), name=name).wait_to_read()
-
-
 def hvd_worker(args):
     """One Horovod rank: our pipeline on this rank's shard, the same number of steps on every
     rank; rank 0 prints RESULT_TAG + JSON with the global images/s."""
@@ -255,13 +250,14 @@ def hvd_worker(args):
     classes = data.read_classes(args.rec)
     net, step = our_step(args.preset, classes,
                          lambda params: hvd.DistributedTrainer(params, "sgd", dict(SGD)))
-    Workers(hvd).broadcast_parameters(net.collect_params())
+    workers = Workers(hvd)
+    workers.broadcast_parameters(net.collect_params())
     side = our_side(net, step, args.rec, args.batch_size, args.threads, rank, size, seed=rank)
     run_steps(side, args.warmup)
-    _barrier(hvd, "bench_start")
+    workers.barrier("bench_start")
     t0 = time.perf_counter()
     run_steps(side, args.steps)
-    _barrier(hvd, "bench_end")          # the slowest rank sets the global time
+    workers.barrier("bench_end")          # the slowest rank sets the global time
     wall = time.perf_counter() - t0
     if rank == 0:
         print(RESULT_TAG + json.dumps(dict(

@@ -6,7 +6,7 @@ import os
 import mxnet as mx
 
 from . import model_zoo
-from .files import atomic_save
+from .files import atomic_save, write_json
 
 
 def load_detector(model, params, classes=None, ops="auto", gluoncv=False, ctx=None):
@@ -63,25 +63,20 @@ class Checkpoints:
         atomic_save(net.save_parameters, base + ".params")
         atomic_save(trainer.save_states, base + ".states")
         state = dict(state, path=base + ".json")
-        atomic_save(lambda tmp: _dump(state, tmp), base + ".json")
+        write_json(base + ".json", state)
         self._prune()
         return state
 
     def save_best(self, net, state):
         """``best.params`` + ``best.json`` (the state, with the validation result)."""
         atomic_save(net.save_parameters, os.path.join(self.out_dir, "best.params"))
-        atomic_save(lambda tmp: _dump(state, tmp), os.path.join(self.out_dir, "best.json"))
+        write_json(os.path.join(self.out_dir, "best.json"), state)
 
     def _prune(self):
         for base in self.complete()[:-self.keep]:
             for suffix in (".json", ".params", ".states"):     # .json first: stays consistent
                 if os.path.exists(base + suffix):
                     os.remove(base + suffix)
-
-
-def _dump(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
 
 
 def read_state(path):

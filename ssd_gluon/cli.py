@@ -14,3 +14,15 @@ def run(main, parser):
     except USER_ERRORS as err:
         print("error: %s" % err, file=sys.stderr)
         sys.exit(1)
+
+
+def uses_export(args):
+    """For scripts that take a detector as ``--symbol PREFIX`` (an export) or as ``--model``
+    with ``--params``: True for the export; one-line errors for neither or both."""
+    if args.symbol:
+        if args.model or args.params:
+            raise ValueError("give either --symbol or --model/--params, not both")
+        return True
+    if not (args.model and args.params):
+        raise ValueError("give --model and --params (or --symbol PREFIX of an export)")
+    return False

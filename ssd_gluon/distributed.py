@@ -16,6 +16,10 @@ class Workers:
     def is_root(self):
         return self.rank == 0
 
+    def context(self):
+        """This worker's device: its local GPU, or the CPU."""
+        return mx.gpu(self.local_rank) if mx.context.num_gpus() > 0 else mx.cpu()
+
     def any(self, name, flags):
         """Element-wise OR of a list of booleans over the workers (one small allreduce), so
         that every worker takes the same decision (stop, NaN) at the same step."""
@@ -56,7 +60,6 @@ class Workers:
         """Every worker waits here for the others."""
         if self.size > 1:
             self.hvd.allreduce(mx.nd.zeros((1,)), name=name).wait_to_read()
-
 
     def finish(self, name="finished"):
         """The last collective of a run: every worker waits for the others, so none exits

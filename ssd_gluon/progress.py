@@ -93,9 +93,6 @@ class Progress:
         self._print("epoch %d/%d  validation mAP %.4f on %d images" % (
             epoch, self.epochs, result["mAP"], result["images"]))
 
-    def message(self, text):
-        self._print(text)
-
     def _print(self, text):
         if self.enabled:
             print(text, file=self.stream, flush=True)

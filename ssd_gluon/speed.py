@@ -7,19 +7,21 @@ import time
 import mxnet as mx
 
 
+def timed_call(fn):
+    """Seconds of ``fn()`` until every NDArray it returns (one or a list) is computed."""
+    t0 = time.perf_counter()
+    outs = fn()
+    for o in outs if isinstance(outs, (list, tuple)) else [outs]:
+        o.wait_to_read()
+    return time.perf_counter() - t0
+
+
 def predictor_rate(predictor, data_shape, ctx, batch_size, repeats=10, warmup=3):
     """(images/s, ms per batch): median over ``repeats`` timed calls of ``predictor`` on a
     (batch_size, 3, S, S) input, each waited on to the last output."""
     x = mx.nd.random.uniform(-2, 2, shape=(batch_size, 3, data_shape, data_shape), ctx=ctx)
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        outs = predictor(x)
-        for o in outs if isinstance(outs, (list, tuple)) else [outs]:
-            o.wait_to_read()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
+    times = [timed_call(lambda: predictor(x)) for _ in range(warmup + repeats)]
+    seconds = statistics.median(times[warmup:])
     return batch_size / seconds, seconds * 1000
 
 

@@ -15,6 +15,16 @@ def run_cli(*argv, timeout=600, env=None):
                           text=True, timeout=timeout, env=env)
 
 
+def assert_one_line_error(proc, *needles):
+    """Exit status 1, no traceback, and a last stderr line 'error: ...' holding ``needles``."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    for n in needles:
+        assert n in last
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory):
     """A small packed sample (96 train / 32 test images), shared by the session's tests."""

@@ -5,17 +5,8 @@ import mxnet as mx
 import pytest
 from mxnet import autograd
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from ssd_gluon import model_zoo
-
-
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ")
-    for n in needles:
-        assert n in last
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +23,13 @@ def demo_params(tmp_path_factory):
 def test_train_missing_rec(tmp_path):
     proc = run_cli("scripts/train.py", "--model", "ssd_demo", "--train",
                    str(tmp_path / "nope.rec"), "--out", str(tmp_path / "o"))
-    _one_line_error(proc, "nope.rec", "not found")
+    assert_one_line_error(proc, "nope.rec", "not found")
 
 
 def test_train_unknown_model(sample_dir, tmp_path):
     proc = run_cli("scripts/train.py", "--model", "ssd_9000", "--train",
                    str(sample_dir / "train.rec"), "--out", str(tmp_path / "o"))
-    _one_line_error(proc, "unknown model 'ssd_9000'")
+    assert_one_line_error(proc, "unknown model 'ssd_9000'")
 
 
 def test_pack_broken_xml_is_reported(tmp_path):
@@ -50,7 +41,7 @@ def test_pack_broken_xml_is_reported(tmp_path):
     proc = run_cli("data/pack_voc.py", "--voc-root", str(voc), "--sets", "sample-train",
                    "--classes", "circle,rectangle,triangle,cross", "--out", str(tmp_path / "t"),
                    "--strict")
-    _one_line_error(proc, "000001.xml")
+    assert_one_line_error(proc, "000001.xml")
     assert not list(tmp_path.glob("t.*"))
 
 
@@ -79,7 +70,7 @@ def test_detect_not_an_image(demo_params, tmp_path):
     bad.write_text("hello")
     proc = run_cli("scripts/detect.py", "--model", "ssd_demo", "--params", demo_params,
                    "--images", str(bad), "--out", str(tmp_path / "d"))
-    _one_line_error(proc, "notes.jpg", "not a readable image")
+    assert_one_line_error(proc, "notes.jpg", "not a readable image")
 
 
 def test_plot_metrics_of_a_run(tmp_path):
@@ -93,11 +84,11 @@ def test_plot_metrics_of_a_run(tmp_path):
     proc = run_cli("scripts/plot_metrics.py", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    _one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "nowhere")),
+    assert_one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "nowhere")),
                     "metrics.jsonl: no metrics file")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "metrics.jsonl").write_text("")
-    _one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "empty")),
+    assert_one_line_error(run_cli("scripts/plot_metrics.py", str(tmp_path / "empty")),
                     "no training records to plot")
 
 
@@ -124,7 +115,7 @@ def test_eval_detect_from_export_and_pr_plot(sample_dir, demo_params, tmp_path):
     assert set(results["params"]["speed"]) == {"batch_1", "batch_8"}
     assert results["params"]["speed"]["batch_8"]["images_per_sec"] > 0
     assert results["params"]["data_images_per_sec"] > 0
-    _one_line_error(run_cli("scripts/eval_voc.py", "--symbol", prefix, "--data-shape", "128",
+    assert_one_line_error(run_cli("scripts/eval_voc.py", "--symbol", prefix, "--data-shape", "128",
                             "--rec", rec), "exported for 96x96 input, not 128x128")
 
     images = sorted((sample_dir / "VOCsample" / "JPEGImages").glob("*.jpg"))[:2]

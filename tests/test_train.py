@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from ssd_gluon import data, engine, files
 from ssd_gluon.checkpoint import load_detector
 from ssd_gluon.predictor import SSDPredictor
@@ -115,9 +115,7 @@ def test_nan_loss_stops_and_names_the_last_good_checkpoint(sample_dir, tmp_path)
 def test_bad_arguments_give_one_line(sample_dir, tmp_path, extra, message):
     proc = run_cli("scripts/train.py", "--train", str(sample_dir / "train.rec"),
                    "--out", str(tmp_path / "x"), *extra)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert message in proc.stderr.strip().splitlines()[-1]
+    assert_one_line_error(proc, message)
 
 
 def test_gluoncv_base_without_network_is_one_line(sample_dir, tmp_path):
@@ -125,9 +123,9 @@ def test_gluoncv_base_without_network_is_one_line(sample_dir, tmp_path):
     proc = run_cli("scripts/train.py", "--model", "ssd_300_vgg16_atrous_voc", "--train",
                    str(sample_dir / "train.rec"), "--pretrained-base", "gluoncv",
                    "--out", str(tmp_path / "x"), env=env)
-    assert proc.returncode == 1
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --pretrained-base gluoncv: could not fetch vgg16_atrous")
+    assert_one_line_error(proc)
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --pretrained-base gluoncv: could not fetch vgg16_atrous")
 
 
 def test_existing_run_needs_resume_and_matching_settings(sample_dir, tmp_path):
