@@ -4,8 +4,10 @@ The library is built by ``build_ext`` (run by ``pip install [-e] .``) into
 ``ssd_gluon/_lib/libssd_ops.so``; a failed build stops the install with the compiler's
 message. ``SSD_WITH_CUDA=0|1`` forces the CUDA part off or on (default: when nvcc is found).
 """
+
 import importlib.util
 import os
+import re
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -15,7 +17,9 @@ LIB_NAME = "ssd_gluon._lib.libssd_ops"
 
 
 def _ops_build():
-    spec = importlib.util.spec_from_file_location("ssd_ops_build", os.path.join(HERE, "ops", "build.py"))
+    spec = importlib.util.spec_from_file_location(
+        "ssd_ops_build", os.path.join(HERE, "ops", "build.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,14 +46,25 @@ class BuildOps(build_ext):
             raise SystemExit("ssd_gluon: building the ops library failed: %s" % err)
 
 
+def _version():
+    """``__version__`` of ssd_gluon/__init__.py, read without importing the package."""
+    with open(os.path.join(HERE, "ssd_gluon", "__init__.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
+
 setup(
     name="ssd_gluon",
-    version="0.2.0",
+    version=_version(),
     description="SSD (Single Shot MultiBox Detector) in MXNet Gluon with Horovod training",
     packages=find_packages(include=["ssd_gluon", "ssd_gluon.*"]),
     ext_modules=[Extension(LIB_NAME, sources=[])],
     cmdclass={"build_ext": BuildOps},
     python_requires=">=3.8,<3.12",
-    install_requires=["numpy==1.23.5", "mxnet>=1.9.1,<2", "gluoncv", "opencv-python",
-                      "matplotlib", "tqdm"],
+    # gluoncv is the peer of the benchmarks and tests, and the source of --pretrained-base
+    # gluoncv (imported only then): an extra, not a dependency of the library.
+    install_requires=["numpy==1.23.5", "mxnet>=1.9.1,<2", "opencv-python", "matplotlib", "tqdm"],
+    extras_require={
+        "gluoncv": ["gluoncv==0.10.5.post0"],
+        "onnx": ["onnx==1.15.0", "onnxruntime==1.20.1"],
+    },
 )

@@ -1,21 +1,21 @@
 """Generate the embedded synthetic sample (VOC layout) and pack it into train/test records.
 
-    python data/make_sample.py --out data/sample
+python data/make_sample.py --out data/sample
 """
+
 import argparse
 import os
-import sys
 
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ssd_gluon import sample, voc
+from ssd_gluon.data.classes import SAMPLE_CLASSES
+from ssd_gluon.data.pack_voc import pack_voc
+from ssd_gluon.data.synthetic import YEAR, generate_sample
+from ssd_gluon.utils import cli
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="data/sample", help="folder for VOCsample/ and the records")
     p.add_argument("--num-train", type=int, default=2000)
     p.add_argument("--num-test", type=int, default=250)
@@ -29,15 +29,22 @@ def main(args):
     if all(os.path.isfile(r) for r in recs) and not args.force:
         print("sample already packed: %s" % ", ".join(recs))
         return 0
-    sample.generate_sample(args.out, args.num_train, args.num_test, args.seed)
+    generate_sample(args.out, args.num_train, args.num_test, args.seed)
     for split in ("train", "test"):
-        summary = voc.pack_voc(args.out, ["%s-%s" % (sample.YEAR, split)],
-                               os.path.join(args.out, split), class_names=sample.SAMPLE_CLASSES,
-                               strict=True, progress=False)
-        print("%s: %d images, objects %s, difficult %d" % (
-            summary.outputs[".rec"], summary.images, dict(summary.objects), summary.difficult))
+        summary = pack_voc(
+            args.out,
+            ["%s-%s" % (YEAR, split)],
+            os.path.join(args.out, split),
+            class_names=SAMPLE_CLASSES,
+            strict=True,
+            progress=False,
+        )
+        print(
+            "%s: %d images, objects %s, difficult %d"
+            % (summary.outputs[".rec"], summary.images, dict(summary.objects), summary.difficult)
+        )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    cli.run(main, get_args_parser())

@@ -7,96 +7,101 @@
     python data/pack_voc.py --voc-root VOCdevkit --sets 2007-trainval,2012-trainval \\
         --out data/voc_trainval [--classes a,b,c | --classes FILE] [--strict] [--workers N]
 
-Writes PREFIX.rec, PREFIX.idx, PREFIX.lst and PREFIX.classes.txt (see ssd_gluon/voc.py for
-the record format) and prints a summary. Errors print one ``error: ...`` line, exit status 1.
+Writes PREFIX.rec, PREFIX.idx, PREFIX.lst and PREFIX.classes.txt (see
+ssd_gluon/data/records.py for the record layout) and prints a summary. Errors print one
+``error: ...`` line, exit status 1.
 """
+
 import argparse
 import os
-import sys
 
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:  # run from a source checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ssd_gluon.voc import VOC_CLASSES, PackError, check_class_names, pack_voc  # noqa: E402
+from ssd_gluon.data.classes import parse_class_list
+from ssd_gluon.data.pack_voc import PackError, pack_voc
+from ssd_gluon.utils import cli
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--voc-root', required=True,
-                        help='directory holding VOC<YEAR>/ folders (e.g. VOCdevkit)')
-    parser.add_argument('--out-dir', default=None,
-                        help='pack DIR/train.* from --train-sets and DIR/test.* from --test-sets')
-    parser.add_argument('--train-sets', default='2007-trainval,2012-trainval',
-                        help='with --out-dir (default: %(default)s)')
-    parser.add_argument('--test-sets', default='2007-test',
-                        help='with --out-dir (default: %(default)s)')
-    parser.add_argument('--shuffle-seed', type=int, default=None,
-                        help='write the records in a random order drawn with this seed '
-                             '(default with --out-dir: 0 for train.*, test.* in set order)')
-    parser.add_argument('--sets', default=None,
-                        help='comma-separated YEAR-SPLIT image sets for --out, '
-                             'e.g. 2007-trainval,2012-trainval')
-    parser.add_argument('--out', default=None, help='output prefix (PREFIX.rec, .idx, .lst, ...)')
-    parser.add_argument('--classes', default=None,
-                        help='comma-separated class names or a file with one name per line '
-                             '(default: the 20 VOC classes)')
-    parser.add_argument('--strict', action='store_true',
-                        help='fail on the first bad item instead of skipping it')
-    parser.add_argument('--workers', type=int, default=None,
-                        help='decode/encode processes (default: CPU count; 0 = in-process)')
-    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--voc-root", required=True, help="directory holding VOC<YEAR>/ folders (e.g. VOCdevkit)"
+    )
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="pack DIR/train.* from --train-sets and DIR/test.* from --test-sets",
+    )
+    parser.add_argument(
+        "--train-sets",
+        default="2007-trainval,2012-trainval",
+        help="with --out-dir (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-sets", default="2007-test", help="with --out-dir (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shuffle-seed",
+        type=int,
+        default=None,
+        help="write the records in a random order drawn with this seed "
+        "(default with --out-dir: 0 for train.*, test.* in set order)",
+    )
+    parser.add_argument(
+        "--sets",
+        default=None,
+        help="comma-separated YEAR-SPLIT image sets for --out, e.g. 2007-trainval,2012-trainval",
+    )
+    parser.add_argument("--out", default=None, help="output prefix (PREFIX.rec, .idx, .lst, ...)")
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated class names or a file with one name per line "
+        "(default: the 20 VOC classes)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail on the first bad item instead of skipping it"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decode/encode processes (default: CPU count; 0 = in-process)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
-def load_class_names(spec):
-    """Return class names from ``spec``: a file (one name per line) or ``a,b,c``."""
-    if spec is None:
-        return VOC_CLASSES
-    source = '--classes'
-    if os.path.isfile(spec):
-        source = spec
-        with open(spec) as f:
-            names = [line.strip() for line in f if line.strip()]
-    else:
-        names = [name.strip() for name in spec.split(',') if name.strip()]
-    try:
-        return check_class_names(names)
-    except ValueError as err:
-        raise PackError(source, err, 'bad classes') from None
-
-
 def jobs(args):
-    """[(sets, prefix)] to pack, from --out-dir or --sets/--out."""
+    """[(sets, prefix, shuffle seed)] to pack, from --out-dir or --sets/--out."""
     if args.out_dir and (args.sets or args.out):
-        raise PackError('--out-dir', 'use either --out-dir or --sets with --out', 'bad arguments')
+        raise PackError("--out-dir", "use either --out-dir or --sets with --out", "bad arguments")
     if args.out_dir:
         seed = 0 if args.shuffle_seed is None else args.shuffle_seed
-        return [(args.train_sets, os.path.join(args.out_dir, 'train'), seed),
-                (args.test_sets, os.path.join(args.out_dir, 'test'), None)]
+        return [
+            (args.train_sets, os.path.join(args.out_dir, "train"), seed),
+            (args.test_sets, os.path.join(args.out_dir, "test"), None),
+        ]
     if not (args.sets and args.out):
-        raise PackError('--sets', 'give --out-dir, or both --sets and --out', 'bad arguments')
+        raise PackError("--sets", "give --out-dir, or both --sets and --out", "bad arguments")
     return [(args.sets, args.out, args.shuffle_seed)]
 
 
 def main(args):
-    try:
-        class_names = load_class_names(args.classes)
-        for sets, prefix, seed in jobs(args):
-            sets = [s.strip() for s in sets.split(',') if s.strip()]
-            summary = pack_voc(args.voc_root, sets, prefix, class_names=class_names,
-                               strict=args.strict, num_workers=args.workers,
-                               progress=not args.no_progress, shuffle_seed=seed)
-            print(summary.format())
-    except (PackError, OSError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('error: interrupted (no partial output written)', file=sys.stderr)
-        return 130
+    class_names = parse_class_list(args.classes)
+    for sets, prefix, seed in jobs(args):
+        sets = [s.strip() for s in sets.split(",") if s.strip()]
+        summary = pack_voc(
+            args.voc_root,
+            sets,
+            prefix,
+            class_names=class_names,
+            strict=args.strict,
+            num_workers=args.workers,
+            progress=not args.no_progress,
+            shuffle_seed=seed,
+        )
+        print(summary.format())
     return 0
 
 
-if __name__ == '__main__':
-    sys.exit(main(get_args_parser().parse_args()))
+if __name__ == "__main__":
+    cli.run(main, get_args_parser(), interrupted="interrupted (no partial output written)")

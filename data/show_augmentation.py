@@ -5,23 +5,24 @@
 Reads the records through the training iterator (the same augmentation as scripts/train.py),
 undoes the mean/std normalization and writes one PNG (written whole, then renamed).
 """
+
 import argparse
 import os
-import sys
 
-try:
-    import ssd_gluon  # noqa: F401
-except ImportError:  # run from a source checkout without `pip install -e .`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ssd_gluon import cli, data  # noqa: E402
-from ssd_gluon.visualize import augmentation_grid  # noqa: E402
+from ssd_gluon.data.loader import augmented_samples
+from ssd_gluon.data.records import check_rec, read_classes
+from ssd_gluon.data.transforms import AUGMENTATIONS
+from ssd_gluon.utils import cli
+from ssd_gluon.utils.errors import UserError
+from ssd_gluon.utils.visualize import augmentation_grid
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rec", required=True, help="training .rec packed by data/pack_voc.py")
-    p.add_argument("--augment", default="paper", choices=sorted(data.AUGMENTATIONS))
+    p.add_argument("--augment", default="paper", choices=sorted(AUGMENTATIONS))
     p.add_argument("--data-shape", type=int, default=300)
     p.add_argument("--num", type=int, default=16, help="samples to draw")
     p.add_argument("--seed", type=int, default=0)
@@ -31,13 +32,16 @@ def get_args_parser():
 
 def main(args):
     if args.num < 1:
-        raise ValueError("--num must be at least 1")
-    images, objects = data.augmented_samples(args.rec, args.data_shape, args.num,
-                                             augment=args.augment, seed=args.seed)
+        raise UserError("--num must be at least 1")
+    images, objects = augmented_samples(
+        args.rec, args.data_shape, args.num, augment=args.augment, seed=args.seed
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    augmentation_grid(images, objects, data.read_classes(data.check_rec(args.rec)), args.out)
-    print("wrote %s (%d samples, augment=%s, %dx%d)" % (args.out, len(images), args.augment,
-                                                       args.data_shape, args.data_shape))
+    augmentation_grid(images, objects, read_classes(check_rec(args.rec)), args.out)
+    print(
+        "wrote %s (%d samples, augment=%s, %dx%d)"
+        % (args.out, len(images), args.augment, args.data_shape, args.data_shape)
+    )
     return 0
 
 

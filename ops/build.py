@@ -6,6 +6,7 @@ CUDA toolkit is found (``nvcc`` on PATH or under ``$CUDA_HOME``; ``SSD_WITH_CUDA
 it off), the CUDA kernels. ``--kernels-only`` builds ``libssd_kernels.so`` without any MXNet
 code, for checking the kernels through their C entry points (tests/gpu).
 """
+
 import argparse
 import importlib.util
 import os
@@ -18,7 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(ROOT, "ssd_gluon", "_lib", "libssd_ops.so")
 CPU_SOURCES = ["prior.cc", "target.cc", "detection.cc"]
-CUDA_SOURCE = "ssd_ops.cu"
+# One object each, linked together; the shared device code is all inline in cuda_block.cuh
+# and ssd_box.h, so no relocatable device code (-rdc) or device link step is needed.
+CUDA_SOURCES = ["prior.cu", "target.cu", "detection.cu"]
 # nvcc 13 compiles for Turing (sm_75) and newer; users of older toolkits can override.
 DEFAULT_CUDA_ARCHS = "75;80;86;89;90"
 
@@ -60,16 +63,34 @@ def run(cmd):
 
 
 def compile_cuda(nvcc, workdir):
-    """ssd_ops.cu -> position-independent object; returns (object, link flags)."""
-    obj = os.path.join(workdir, "ssd_ops_cuda.o")
+    """CUDA_SOURCES -> position-independent objects; returns (objects, link flags)."""
     archs = os.environ.get("SSD_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).split(";")
     gencode = ["-gencode=arch=compute_%s,code=sm_%s" % (a, a) for a in archs if a]
-    # --fmad=false: no fused multiply-adds, so IoUs and boxes round as on the CPU and
-    # near-ties resolve the same way on both.
-    run([nvcc, "-O3", "-std=c++17", "--fmad=false", "-Xcompiler", "-fPIC", "-I", HERE, *gencode,
-         "-c", os.path.join(HERE, CUDA_SOURCE), "-o", obj])
+    objs = []
+    for source in CUDA_SOURCES:
+        obj = os.path.join(workdir, os.path.splitext(source)[0] + "_cuda.o")
+        # --fmad=false: no fused multiply-adds, so IoUs and boxes round as on the CPU and
+        # near-ties resolve the same way on both.
+        run(
+            [
+                nvcc,
+                "-O3",
+                "-std=c++17",
+                "--fmad=false",
+                "-Xcompiler",
+                "-fPIC",
+                "-I",
+                HERE,
+                *gencode,
+                "-c",
+                os.path.join(HERE, source),
+                "-o",
+                obj,
+            ]
+        )
+        objs.append(obj)
     # The static runtime: the library must not depend on which libcudart MXNet ships.
-    return obj, ["-L" + cuda_lib_dir(nvcc), "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+    return objs, ["-L" + cuda_lib_dir(nvcc), "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
 
 
 def cuda_lib_dir(nvcc):
@@ -78,7 +99,9 @@ def cuda_lib_dir(nvcc):
     for line in (probe.stdout + probe.stderr).splitlines():
         if "LIBRARIES=" in line:
             dirs = [d.strip('"') for d in line.split("LIBRARIES=", 1)[1].split()]
-            dirs = [d[2:] for d in dirs if d.startswith("-L") and not d.rstrip("/").endswith("stubs")]
+            dirs = [
+                d[2:] for d in dirs if d.startswith("-L") and not d.rstrip("/").endswith("stubs")
+            ]
             if dirs:
                 return dirs[-1]
     raise BuildError("could not find the CUDA library directory from `%s --dryrun`" % nvcc)
@@ -98,9 +121,9 @@ def build(out=DEFAULT_OUT, kernels_only=False, verbose=True):
             flags += ["-I", os.path.join(mx, "include")]
             sources += [os.path.join(HERE, "register.cc"), os.path.join(mx, "src", "lib_api.cc")]
         if nvcc:
-            obj, link = compile_cuda(nvcc, work)
+            objs, link = compile_cuda(nvcc, work)
             flags.append("-DSSD_WITH_CUDA")
-            link = [obj] + link
+            link = objs + link
         tmp = os.path.join(os.path.dirname(os.path.abspath(out)), ".tmp-" + os.path.basename(out))
         # --no-undefined: a missing symbol must fail here, not kill the interpreter at load.
         # -Bsymbolic: libmxnet.so exports its own (differently built) copy of lib_api's
@@ -116,11 +139,13 @@ def build(out=DEFAULT_OUT, kernels_only=False, verbose=True):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=None, help="output path (default: %s)" % DEFAULT_OUT)
-    parser.add_argument("--kernels-only", action="store_true",
-                        help="C entry points only, no MXNet registration")
+    parser.add_argument(
+        "--kernels-only", action="store_true", help="C entry points only, no MXNet registration"
+    )
     args = parser.parse_args(argv)
-    out = args.out or (os.path.join(HERE, "build", "libssd_kernels.so") if args.kernels_only
-                       else DEFAULT_OUT)
+    out = args.out or (
+        os.path.join(HERE, "build", "libssd_kernels.so") if args.kernels_only else DEFAULT_OUT
+    )
     try:
         build(out, kernels_only=args.kernels_only)
     except BuildError as err:

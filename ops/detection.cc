@@ -31,11 +31,6 @@ void select_top(std::vector<T>* v, int top) {
   select_top(v->data(), v->data() + v->size(), top);
 }
 
-// Foreground class id in the output: the background column is removed.
-inline float output_class(int c, int background) {
-  return static_cast<float>(c < background ? c : c - 1);
-}
-
 void best_class_image(const SsdDetectionParams* p, const float* prob, const float* loc,
                       const float* anchors, float* out, std::vector<Det>* order,
                       std::vector<float>* rows) {
@@ -53,7 +48,7 @@ void best_class_image(const SsdDetectionParams* p, const float* prob, const floa
     }
     if (id < 0 || score < p->threshold) continue;
     float* row = out + valid * 6;
-    row[0] = output_class(id, p->background_id);
+    row[0] = ssd::output_class(id, p->background_id);
     row[1] = score;
     ssd::decode(anchors + j * 4, loc + j * 4, p->variances, p->clip, row + 2);
     ++valid;
@@ -61,8 +56,7 @@ void best_class_image(const SsdDetectionParams* p, const float* prob, const floa
   if (valid < 1 || p->nms_threshold <= 0 || p->nms_threshold > 1) return;
   order->resize(valid);
   for (int i = 0; i < valid; ++i) (*order)[i] = Det{out[i * 6 + 1], i};
-  int keep = valid;
-  if (p->nms_topk > 0 && p->nms_topk < valid) keep = p->nms_topk;
+  const int keep = ssd::topk_cap(p->nms_topk, valid);
   select_top(order, keep);
   rows->assign(out, out + valid * 6);
   // Rows past the top-k keep their unsorted content with class -1, as the built-in does.
@@ -124,8 +118,7 @@ void nms_one_class(const SsdDetectionParams* p, const float* prob, const float* 
     cand[count] = Det{prob[j], j};
     count += prob[j] > p->threshold;
   }
-  int top = count;
-  if (p->nms_topk > 0 && p->nms_topk < top) top = p->nms_topk;
+  const int top = ssd::topk_cap(p->nms_topk, count);
   select_top(cand, cand + count, top);
   for (int i = 0; i < top; ++i) {
     const float* b = boxes + cand[i].index * 4;
@@ -157,7 +150,7 @@ void merge_classes(const SsdDetectionParams* p, const Kept* per_class, float* ou
     const Kept& src = per_class[all[i].cls];
     const int k = all[i].k;
     float* row = out + i * 6;
-    row[0] = output_class(all[i].cls, p->background_id);
+    row[0] = ssd::output_class(all[i].cls, p->background_id);
     row[1] = all[i].score;
     row[2] = src.x0[k]; row[3] = src.y0[k]; row[4] = src.x1[k]; row[5] = src.y1[k];
   }

@@ -4,8 +4,8 @@
 
 extern "C" void ssd_prior_cpu(const SsdPriorParams* p, float* out) {
   const int per_cell = p->num_sizes + p->num_ratios - 1;
-  const float step_y = p->step_y > 0 ? p->step_y : 1.f / p->height;
-  const float step_x = p->step_x > 0 ? p->step_x : 1.f / p->width;
+  const float step_y = ssd::prior_step(p->step_y, p->height);
+  const float step_x = ssd::prior_step(p->step_x, p->width);
   const float aspect = static_cast<float>(p->height) / p->width;
   for (int r = 0; r < p->height; ++r) {
     const float cy = (r + p->offset_y) * step_y;

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -64,6 +65,23 @@ bool flag(const Attrs& a, const char* key, bool dflt) {
   if (it == a.end()) return dflt;
   const std::string& s = it->second;
   return s == "1" || s == "True" || s == "true";
+}
+
+// MultiBoxTarget's and MultiBoxDetection's default variances (x, y, w, h). Here and not in
+// ssd_box.h: like every other attribute default it belongs to the MXNet interface, while the
+// kernels always receive the variances in their parameters.
+constexpr float kDefaultVariances[4] = {0.1f, 0.1f, 0.2f, 0.2f};
+
+// The "variances" attribute of ``op`` into out[4].
+bool parse_variances(const Attrs& a, const char* op, float* out) {
+  const std::vector<float> dflt(std::begin(kDefaultVariances), std::end(kDefaultVariances));
+  const std::vector<float> var = floats(a, "variances", dflt);
+  if (var.size() != 4) {
+    SSD_ERROR << op << ": variances needs 4 values, got " << var.size();
+    return false;
+  }
+  std::memcpy(out, var.data(), sizeof(kDefaultVariances));
+  return true;
 }
 
 bool float32_only(const char* op, std::vector<int>* in, std::vector<int>* out, size_t n_out) {
@@ -175,12 +193,7 @@ MXReturnValue prior_forward(const Attrs& a, std::vector<MXTensor>* in,
 // ---- ssd_multibox_target --------------------------------------------------------------
 
 bool parse_target(const Attrs& a, SsdTargetParams* p) {
-  std::vector<float> var = floats(a, "variances", {0.1f, 0.1f, 0.2f, 0.2f});
-  if (var.size() != 4) {
-    SSD_ERROR << "ssd_multibox_target: variances needs 4 values, got " << var.size();
-    return false;
-  }
-  std::memcpy(p->variances, var.data(), sizeof(p->variances));
+  if (!parse_variances(a, "ssd_multibox_target", p->variances)) return false;
   p->overlap_threshold = number(a, "overlap_threshold", 0.5f);
   p->ignore_label = number(a, "ignore_label", -1.f);
   p->negative_mining_ratio = number(a, "negative_mining_ratio", -1.f);
@@ -258,12 +271,7 @@ MXReturnValue target_forward(const Attrs& a, std::vector<MXTensor>* in,
 // ---- ssd_multibox_detection -----------------------------------------------------------
 
 bool parse_detection(const Attrs& a, SsdDetectionParams* p) {
-  std::vector<float> var = floats(a, "variances", {0.1f, 0.1f, 0.2f, 0.2f});
-  if (var.size() != 4) {
-    SSD_ERROR << "ssd_multibox_detection: variances needs 4 values, got " << var.size();
-    return false;
-  }
-  std::memcpy(p->variances, var.data(), sizeof(p->variances));
+  if (!parse_variances(a, "ssd_multibox_detection", p->variances)) return false;
   p->clip = flag(a, "clip", true);
   p->threshold = number(a, "threshold", 0.01f);
   p->background_id = static_cast<int>(number(a, "background_id", 0.f));

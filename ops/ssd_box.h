@@ -1,6 +1,7 @@
-// Box arithmetic shared by the CPU loops (prior.cc, target.cc, detection.cc) and the CUDA
-// kernels (ssd_ops.cu). Every function here is the single definition of its formula: the two
-// back ends may differ in how they schedule work, never in what a box, an IoU or a target is.
+// Box arithmetic and the small rules shared by the CPU loops (prior.cc, target.cc,
+// detection.cc) and the CUDA kernels (prior.cu, target.cu, detection.cu). Every function and
+// constant here is the single definition of its formula or rule: the two back ends may differ
+// in how they schedule work, never in what a box, an IoU, a target or a cap is.
 #ifndef SSD_OPS_SSD_BOX_H_
 #define SSD_OPS_SSD_BOX_H_
 
@@ -18,26 +19,39 @@ SSD_HD float min2(float a, float b) { return a < b ? a : b; }
 SSD_HD float max2(float a, float b) { return a > b ? a : b; }
 SSD_HD float clip01(float v) { return max2(0.f, min2(1.f, v)); }
 
-// Corner boxes [xmin, ymin, xmax, ymax]. Intersection over union without the "+1" pixel
-// convention (coordinates are normalized); a zero or negative union gives 0, like the
-// built-ins' safe divide.
-SSD_HD float iou(const float* a, const float* b) {
-  float w = max2(0.f, min2(a[2], b[2]) - max2(a[0], b[0]));
-  float h = max2(0.f, min2(a[3], b[3]) - max2(a[1], b[1]));
+// Intersection and union areas of corner boxes [x0, y0, x1, y1], without the "+1" pixel
+// convention (coordinates are normalized). The one copy of the arithmetic behind iou and
+// iou_above, so that the division-free test agrees with the IoU to the last bit.
+struct Overlap {
+  float inter, uni;
+};
+
+SSD_HD Overlap inter_union(float ax0, float ay0, float ax1, float ay1, float bx0, float by0,
+                           float bx1, float by1) {
+  float w = max2(0.f, min2(ax1, bx1) - max2(ax0, bx0));
+  float h = max2(0.f, min2(ay1, by1) - max2(ay0, by0));
   float inter = w * h;
-  float uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-  return uni <= 0.f ? 0.f : inter / uni;
+  float uni = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter;
+  return Overlap{inter, uni};
+}
+
+// Intersection over union of corner boxes [xmin, ymin, xmax, ymax]; a zero or negative union
+// gives 0, like the built-ins' safe divide.
+SSD_HD float iou(const float* a, const float* b) {
+  // Read in the order inter_union first uses them (x1, x0, then y1, y0). Any order gives the
+  // same value; this one keeps the kernels' machine code identical to the inline formula's.
+  const float ax1 = a[2], bx1 = b[2], ax0 = a[0], bx0 = b[0];
+  const float ay1 = a[3], by1 = b[3], ay0 = a[1], by0 = b[1];
+  const Overlap o = inter_union(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1);
+  return o.uni <= 0.f ? 0.f : o.inter / o.uni;
 }
 
 // IoU(a, b) > thresh without the division (equivalent when the union is positive), so
 // loops testing one box against many vectorize.
 SSD_HD bool iou_above(float ax0, float ay0, float ax1, float ay1, float bx0, float by0,
                       float bx1, float by1, float thresh) {
-  float w = max2(0.f, min2(ax1, bx1) - max2(ax0, bx0));
-  float h = max2(0.f, min2(ay1, by1) - max2(ay0, by0));
-  float inter = w * h;
-  float uni = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter;
-  return (inter > thresh * uni) & (uni > 0.f);
+  const Overlap o = inter_union(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1);
+  return (o.inter > thresh * o.uni) & (o.uni > 0.f);
 }
 
 // A ground-truth row [class, xmin, ymin, xmax, ymax, ...] takes part in matching when its
@@ -46,6 +60,10 @@ SSD_HD bool iou_above(float ax0, float ay0, float ax1, float ay1, float bx0, flo
 SSD_HD bool valid_gt(const float* row) {
   return row[0] >= 0.f && row[3] > row[1] && row[4] > row[2];
 }
+
+// Distance between anchor centres along one axis of the feature map: the given step, or
+// 1 / extent (cells spread evenly over [0, 1]) when it is not positive.
+SSD_HD float prior_step(float step, int extent) { return step > 0 ? step : 1.f / extent; }
 
 // Anchor ``k`` of one feature-map cell centred at (cx, cy): the sizes with the first ratio
 // first, then the other ratios with the first size (MultiBoxPrior's order). ``aspect`` is
@@ -95,6 +113,19 @@ SSD_HD void decode(const float* a, const float* p, const float* var, int clip, f
   }
 }
 
+// Bipartite matching pairs a ground truth only with an anchor of IoU above this, so a
+// ground truth that overlaps no anchor stays unmatched.
+constexpr float kMinBipartiteIoU = 1e-6f;
+
+// Number of hard negatives to mine: ``ratio`` per positive, at most the ``anchors`` that are
+// not positive, at least ``minimum`` (which may exceed that cap: the candidates actually
+// found bound it later).
+SSD_HD int negatives_wanted(int positives, float ratio, int anchors, int minimum) {
+  int wanted = static_cast<int>(positives * ratio);
+  if (anchors - positives < wanted) wanted = anchors - positives;
+  return wanted < minimum ? minimum : wanted;
+}
+
 // Softmax probability of class 0 (background) for one anchor, from logits laid out
 // (C, N) with stride ``n`` between classes. Hard negative mining ranks anchors by it.
 SSD_HD float background_prob(const float* logits, int num_classes, int n) {
@@ -122,6 +153,15 @@ SSD_HD int best_gt(const float* anchor, const float* labels, int num_labels, int
   }
   *best_iou = bi;
   return best;
+}
+
+// Candidates kept by a top-k limit: ``topk`` of ``count`` when it is positive and smaller,
+// else all of them.
+SSD_HD int topk_cap(int topk, int count) { return topk > 0 && topk < count ? topk : count; }
+
+// Foreground class id in the detection output: the background column is removed.
+SSD_HD float output_class(int c, int background) {
+  return static_cast<float>(c < background ? c : c - 1);
 }
 
 }  // namespace ssd

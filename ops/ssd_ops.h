@@ -1,6 +1,6 @@
 // Plain C entry points of the SSD operators: raw float32 pointers, no MXNet types, so the
 // same kernels serve the MXNet registration (register.cc) and direct checks through ctypes
-// (tests/gpu, scripts/bench.py). Layouts follow MXNet's contrib operators:
+// (tests/gpu). Layouts follow MXNet's contrib operators:
 //   prior:     out (H*W*A, 4)
 //   target:    anchors (N, 4), labels (B, M, W>=5), cls_preds (B, C, N)
 //              -> loc_target (B, N*4), loc_mask (B, N*4), cls_target (B, N)
@@ -58,8 +58,9 @@ void ssd_target_cpu(const SsdTargetParams* p, const float* anchors, const float*
 void ssd_detection_cpu(const SsdDetectionParams* p, const float* cls_prob,
                        const float* loc_pred, const float* anchors, float* out);
 
-// CUDA launchers (built with WITH_CUDA): device pointers, a cudaStream_t passed as void*,
-// and a device workspace of at least the returned number of bytes. Return a cudaError_t.
+// CUDA launchers (built with WITH_CUDA; prior.cu, target.cu, detection.cu): device pointers,
+// a cudaStream_t passed as void*, and a device workspace of at least the returned number of
+// bytes. Return a cudaError_t.
 size_t ssd_target_workspace_bytes(const SsdTargetParams* p);
 size_t ssd_detection_workspace_bytes(const SsdDetectionParams* p);
 int ssd_prior_cuda(const SsdPriorParams* p, float* out, void* stream);

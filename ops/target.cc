@@ -20,9 +20,10 @@ struct Scratch {
   std::vector<std::pair<float, int>> candidates;
 };
 
-// Best free anchor of ground truth g (first index among equals); value <= 1e-6 means none.
+// Best free anchor of ground truth g (first index among equals); anchor -1 when none has an
+// IoU above ssd::kMinBipartiteIoU.
 std::pair<float, int> best_free_anchor(const float* ov, const std::vector<int>& match, int n) {
-  std::pair<float, int> best(1e-6f, -1);
+  std::pair<float, int> best(ssd::kMinBipartiteIoU, -1);
   for (int j = 0; j < n; ++j) {
     if (match[j] < 0 && ov[j] > best.first) best = std::make_pair(ov[j], j);
   }
@@ -92,8 +93,8 @@ void mine_negatives(const SsdTargetParams* p, const float* logits, int positives
     for (int j = 0; j < n; ++j) s->negative[j] = s->match[j] < 0;
     return;
   }
-  int wanted = static_cast<int>(positives * p->negative_mining_ratio);
-  wanted = std::max(std::min(wanted, n - positives), p->minimum_negative_samples);
+  int wanted = ssd::negatives_wanted(positives, p->negative_mining_ratio, n,
+                                     p->minimum_negative_samples);
   if (wanted <= 0) return;
   s->candidates.clear();
   for (int j = 0; j < n; ++j) {

@@ -10,113 +10,137 @@ all-point AP at IoU 0.5, per-class table, precision/recall plot, and the detecto
 Under horovodrun every worker evaluates its shard and the detections are gathered; rank 0
 prints and writes. --out writes the JSON and, beside it, OUT.pr.png.
 """
+
 import argparse
 import os
 import time
 
-import mxnet as mx
-
-from ssd_gluon import cli, data, engine, speed, visualize
-from ssd_gluon.checkpoint import load_detector
-from ssd_gluon.distributed import Workers
-from ssd_gluon.export import check_input_size, load_exported
-from ssd_gluon.files import write_json
-from ssd_gluon.predictor import SSDPredictor
+from ssd_gluon import ops
+from ssd_gluon.data.loader import val_iter
+from ssd_gluon.data.records import check_rec, read_classes
+from ssd_gluon.deploy.loading import load_detector
+from ssd_gluon.engine.distributed import Workers
+from ssd_gluon.engine.evaluate import evaluate
+from ssd_gluon.evaluation import speed
+from ssd_gluon.utils import cli, visualize
+from ssd_gluon.utils.files import write_json
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_argument_group("detector: --model with --params, or --symbol")
     src.add_argument("--model", help="preset name")
-    src.add_argument("--params", help="our .params (checkpoint, best or final), or gluoncv's "
-                     "with --gluoncv")
+    src.add_argument(
+        "--params", help="our .params (checkpoint, best or final), or gluoncv's with --gluoncv"
+    )
     src.add_argument("--gluoncv", action="store_true", help="--params was saved by gluoncv")
     src.add_argument("--symbol", help="PREFIX of files written by scripts/export_symbol.py")
     p.add_argument("--rec", required=True, help="test PREFIX.rec")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--data-shape", type=int, default=None)
-    p.add_argument("--ops", default="auto", choices=["auto", "custom", "builtin"])
-    p.add_argument("--metric", default="voc07", choices=["voc07", "voc2010"],
-                   help="11-point (VOC2007) or all-point (VOC2010+) AP")
+    p.add_argument("--ops", default="auto", choices=ops.IMPLS)
+    p.add_argument(
+        "--metric",
+        default="voc07",
+        choices=["voc07", "voc2010"],
+        help="11-point (VOC2007) or all-point (VOC2010+) AP",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--speed-repeats", type=int, default=10,
-                   help="timed calls per batch size for the speed figures (0: skip)")
+    p.add_argument(
+        "--speed-repeats",
+        type=int,
+        default=10,
+        help="timed calls per batch size for the speed figures (0: skip)",
+    )
     p.add_argument("--out", default=None, help="JSON file for the results (+ OUT.pr.png)")
     return p
-
-
-def load_predictor(args, classes, ctx):
-    """(predictor taking normalized (B,3,S,S) batches, class names, input side)."""
-    if cli.uses_export(args):
-        block, meta = load_exported(args.symbol, ctx)
-        check_input_size(meta, args.symbol, args.data_shape)
-        mean = mx.nd.array(data.MEAN_RGB, ctx=ctx).reshape((1, 3, 1, 1))
-        std = mx.nd.array(data.STD_RGB, ctx=ctx).reshape((1, 3, 1, 1))
-
-        def predictor(x):      # the exported graph takes pixels 0-255
-            pixels = mx.nd.broadcast_add(mx.nd.broadcast_mul(x, std), mean)
-            if meta["input_dtype"] == "uint8":
-                pixels = pixels.round().clip(0, 255).astype("uint8")
-            return block(pixels)
-        return predictor, meta["classes"], meta["data_shape"]
-    net = load_detector(args.model, args.params, classes, args.ops, args.gluoncv, ctx)
-    predictor = SSDPredictor(net)
-    predictor.hybridize(static_alloc=True)
-    return predictor, list(net.classes), args.data_shape or net.base_size
-
-
-def make_workers():
-    """Horovod when launched by horovodrun, else a single process."""
-    if int(os.environ.get("HOROVOD_SIZE", "1")) > 1:
-        import horovod.mxnet as hvd
-        hvd.init()
-        return Workers(hvd)
-    return Workers()
 
 
 def print_table(result, classes):
     width = max(len(c) for c in classes + ["mAP"])
     for name, ap in result["per_class"].items():
         print("%-*s  %.4f" % (width, name, ap))
-    print("%-*s  %.4f  (%s, %d images, %.1f s)" % (width, "mAP", result["mAP"], result["metric"],
-                                                  result["images"], result["seconds"]))
+    print(
+        "%-*s  %.4f  (%s, %d images, %.1f s)"
+        % (width, "mAP", result["mAP"], result["metric"], result["images"], result["seconds"])
+    )
     for key, s in result.get("speed", {}).items():
-        print("speed %s: %.1f images/s (%.1f ms per batch), forward + decode + NMS"
-              % (key.replace("_", " "), s["images_per_sec"], s["ms_per_batch"]))
+        print(
+            "speed %s: %.1f images/s (%.1f ms per batch), forward + decode + NMS"
+            % (key.replace("_", " "), s["images_per_sec"], s["ms_per_batch"])
+        )
     if "data_images_per_sec" in result:
-        print("data loading alone: %.1f images/s (%d threads)" % (result["data_images_per_sec"],
-                                                                 result["threads"]))
+        print(
+            "data loading alone: %.1f images/s (%d threads)"
+            % (result["data_images_per_sec"], result["threads"])
+        )
 
 
 def main(args):
-    workers = make_workers()
+    workers = Workers.from_env()
     ctx = workers.context()
-    rec = data.check_rec(args.rec)
-    predictor, classes, shape = load_predictor(args, data.read_classes(rec), ctx)
-    batches = data.val_iter(rec, shape, args.batch_size, workers.rank, workers.size,
-                            threads=args.threads)
+    rec = check_rec(args.rec)
+    detector = load_detector(
+        args.symbol,
+        args.model,
+        args.params,
+        read_classes(rec),
+        args.ops,
+        args.gluoncv,
+        ctx,
+        args.data_shape,
+    )
+    shape = detector.data_shape
+    # The detector takes pixels 0-255 (its normalization is inside), whatever its source.
+    batches = val_iter(
+        rec,
+        shape,
+        args.batch_size,
+        workers.rank,
+        workers.size,
+        threads=args.threads,
+        normalize=False,
+    )
     t0 = time.time()
-    result = engine.evaluate(predictor, batches, ctx, classes, args.metric == "voc07",
-                             progress=workers.is_root, workers=workers, curves=True)
-    result.update(seconds=time.time() - t0, metric=args.metric, rec=rec, threads=args.threads,
-                  workers=workers.size, detector=os.path.abspath(args.symbol) if args.symbol
-                  else dict(model=args.model, params=os.path.abspath(args.params),
-                            gluoncv=args.gluoncv))
+    result = evaluate(
+        detector.block,
+        batches,
+        ctx,
+        detector.classes,
+        args.metric == "voc07",
+        progress=workers.is_root,
+        workers=workers,
+        curves=True,
+    )
+    result.update(
+        seconds=time.time() - t0,
+        metric=args.metric,
+        rec=rec,
+        threads=args.threads,
+        workers=workers.size,
+        detector=detector.source,
+    )
     workers.finish()
     if not workers.is_root:
         return 0
     curves = result.pop("curves")
     if args.speed_repeats > 0:
-        result["speed"] = speed.detector_speed(predictor, shape, ctx, (1, 8), args.speed_repeats)
+        result["speed"] = speed.detector_speed(
+            detector.block, shape, ctx, (1, 8), args.speed_repeats
+        )
         result["data_images_per_sec"] = speed.data_rate(
-            data.val_iter(rec, shape, args.batch_size, threads=args.threads))
-    print_table(result, classes)
+            val_iter(rec, shape, args.batch_size, threads=args.threads, normalize=False)
+        )
+    print_table(result, detector.classes)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         write_json(args.out, result)
         png = os.path.splitext(args.out)[0] + ".pr.png"
-        visualize.plot_pr_curves(curves, result["per_class"], png,
-                                 "%s mAP %.4f" % (args.metric, result["mAP"]))
+        visualize.plot_pr_curves(
+            curves, result["per_class"], png, "%s mAP %.4f" % (args.metric, result["mAP"])
+        )
         print("results: %s, precision/recall: %s" % (args.out, png))
     return 0
 

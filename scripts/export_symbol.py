@@ -9,69 +9,94 @@ The exported graph takes one input ``data``: RGB pixels 0-255, shape (B, 3, S, S
 scores (B,K,1), boxes (B,K,4) in input pixels. PREFIX-meta.json records the input size and
 dtype, the class names and the operators the graph needs.
 """
+
 import argparse
 
-from ssd_gluon import cli, ops as ssd_ops
-from ssd_gluon.checkpoint import load_detector
-from ssd_gluon.export import export_detector, verify_export
-from ssd_gluon import onnx_export
+from ssd_gluon import ops
+from ssd_gluon.constants import POSTPROCESS
+from ssd_gluon.deploy.normalize import INPUT_DTYPES
+from ssd_gluon.deploy.symbol import export_detector
+from ssd_gluon.deploy.to_onnx import export_onnx
+from ssd_gluon.deploy.verify import verify_export
+from ssd_gluon.model.zoo import load_network
+from ssd_gluon.utils import cli
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--params", required=True)
     p.add_argument("--gluoncv", action="store_true", help="--params was saved by gluoncv")
-    p.add_argument("--classes", default=None, help="comma-separated class names (default: the model's)")
+    p.add_argument(
+        "--classes", default=None, help="comma-separated class names (default: the model's)"
+    )
     p.add_argument("--data-shape", type=int, default=None)
-    p.add_argument("--ops", default="builtin", choices=["auto", "custom", "builtin"],
-                   help="builtin: the graph runs on any MXNet 1.x; custom needs the ops library")
-    p.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
-                   help="dtype of the graph's input (uint8 is cast to float32 inside)")
-    p.add_argument("--nms-thresh", type=float, default=0.45)
-    p.add_argument("--nms-topk", type=int, default=400)
-    p.add_argument("--post-nms", type=int, default=200)
-    p.add_argument("--score-thresh", type=float, default=0.01)
+    p.add_argument(
+        "--ops",
+        default="builtin",
+        choices=ops.IMPLS,
+        help="builtin: the graph runs on any MXNet 1.x; custom needs the ops library",
+    )
+    p.add_argument(
+        "--input-dtype",
+        default="float32",
+        choices=INPUT_DTYPES,
+        help="dtype of the graph's input (uint8 is cast to float32 inside)",
+    )
+    p.add_argument("--nms-thresh", type=float, default=POSTPROCESS["nms_thresh"])
+    p.add_argument("--nms-topk", type=int, default=POSTPROCESS["nms_topk"])
+    p.add_argument("--post-nms", type=int, default=POSTPROCESS["post_nms"])
+    p.add_argument("--score-thresh", type=float, default=POSTPROCESS["score_thresh"])
     p.add_argument("--out", required=True, help="output PREFIX")
-    p.add_argument("--onnx", action="store_true",
-                   help="also write PREFIX.onnx: the network without decoding/NMS (outputs "
-                        "probs, offsets, anchors; see ssd_gluon/onnx_export.py), checked "
-                        "with onnxruntime + decode_and_nms against MXNet")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write PREFIX.onnx: the network without decoding/NMS (outputs "
+        "probs, offsets, anchors; see ssd_gluon/deploy/to_onnx.py), checked "
+        "with onnxruntime + decode_and_nms against MXNet",
+    )
     return p
 
 
 def main(args):
     classes = args.classes.split(",") if args.classes else None
-    net = load_detector(args.model, args.params, classes, args.ops, args.gluoncv)
+    net = load_network(args.model, args.params, classes, args.ops, args.gluoncv)
     shape = args.data_shape or net.base_size
-    kwargs = dict(nms_thresh=args.nms_thresh, nms_topk=args.nms_topk, post_nms=args.post_nms,
-                  score_thresh=args.score_thresh)
-    impl = ssd_ops.resolve(args.ops)
-    symbol_file, params_file = export_detector(net, args.out, shape, args.input_dtype, impl,
-                                               **kwargs)
-    library = ssd_ops.LIBRARY_PATH if impl == "custom" else None
-    n = verify_export(net, args.out, shape, library=library, input_dtype=args.input_dtype,
-                      **kwargs)
-    print("exported %s and %s (input data: Bx3x%dx%d RGB 0-255 %s); verified in a fresh "
-          "process: %d detections identical" % (symbol_file, params_file, shape, shape,
-                                                args.input_dtype, n))
+    kwargs = {k: getattr(args, k) for k in POSTPROCESS}
+    impl = ops.resolve(args.ops)
+    symbol_file, params_file = export_detector(
+        net, args.out, shape, args.input_dtype, impl, **kwargs
+    )
+    library = ops.LIBRARY_PATH if impl == "custom" else None
+    n = verify_export(net, args.out, shape, library=library, input_dtype=args.input_dtype, **kwargs)
+    print(
+        "exported %s and %s (input data: Bx3x%dx%d RGB 0-255 %s); verified in a fresh "
+        "process: %d detections identical"
+        % (symbol_file, params_file, shape, shape, args.input_dtype, n)
+    )
     if args.onnx:
-        export_onnx(net, args.out + ".onnx", shape, kwargs)
+        path = args.out + ".onnx"
+        r = export_onnx(net, path, shape, **kwargs)
+        print(
+            "exported %s (input data: Bx3x%dx%d RGB 0-255 float32; outputs probs, offsets, "
+            "anchors); verified with onnxruntime + decode_and_nms in a process without MXNet: "
+            "%d detections on %d images match the Gluon detector's within 1e-4 (raw outputs "
+            "max diff %.1g%s)"
+            % (
+                path,
+                shape,
+                shape,
+                r["detections"],
+                r["images"],
+                max(r["max_diff_probs"], r["max_diff_offsets"], r["max_diff_anchors"]),
+                "; %d rows ordered by tied scores not compared" % r["excused"]
+                if r["excused"]
+                else "",
+            )
+        )
     return 0
-
-
-# --onnx: the network without post-processing, for onnxruntime + NumPy decode_and_nms.
-def export_onnx(net, path, shape, kwargs):
-    """Write ``path`` (verified before it appears) and print a one-line summary."""
-    r = onnx_export.export_onnx(net, path, shape, **kwargs)
-    print("exported %s (input data: Bx3x%dx%d RGB 0-255 float32; outputs probs, offsets, "
-          "anchors); verified with onnxruntime + decode_and_nms in a process without MXNet: "
-          "%d detections on %d images match the Gluon detector's within 1e-4 (raw outputs max "
-          "diff %.1g%s)"
-          % (path, shape, shape, r["detections"], r["images"],
-             max(r["max_diff_probs"], r["max_diff_offsets"], r["max_diff_anchors"]),
-             "; %d rows ordered by tied scores not compared" % r["excused"]
-             if r["excused"] else ""))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 def run_cli(*argv, timeout=600, env=None):
     """Run a repository CLI with this interpreter; returns CompletedProcess (text)."""
-    return subprocess.run([sys.executable] + list(argv), cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable] + list(argv),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def assert_one_line_error(proc, *needles):
@@ -29,7 +35,16 @@ def assert_one_line_error(proc, *needles):
 def sample_dir(tmp_path_factory):
     """A small packed sample (96 train / 32 test images), shared by the session's tests."""
     out = tmp_path_factory.mktemp("sample")
-    proc = run_cli("data/make_sample.py", "--out", str(out), "--num-train", "96",
-                   "--num-test", "32", "--seed", "3")
+    proc = run_cli(
+        "data/make_sample.py",
+        "--out",
+        str(out),
+        "--num-train",
+        "96",
+        "--num-test",
+        "32",
+        "--seed",
+        "3",
+    )
     assert proc.returncode == 0, proc.stderr
     return out

@@ -1,4 +1,4 @@
-"""GPU check of the CUDA kernels (ops/ssd_ops.cu) against the CPU ones of the same library.
+"""GPU check of the CUDA kernels (ops/*.cu) against the CPU ones of the same library.
 
 Run through tests/gpu/run.sh, which builds ``--kernels-only`` with CUDA and points
 SSD_KERNELS_LIB at it. Needs an NVIDIA GPU and PyTorch or CuPy for device memory; MXNet is
@@ -9,8 +9,8 @@ Every CUDA launcher is compared with the CPU function of the same parameters on 
 inputs (exact class columns, close boxes), then ``test_timing`` prints milliseconds per call
 at SSD300 sizes.
 """
+
 import ctypes
-import importlib.util
 import os
 import statistics
 import time
@@ -18,18 +18,20 @@ import time
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIB = os.environ.get("SSD_KERNELS_LIB", "")
 
 if not LIB:
-    pytest.skip("SSD_KERNELS_LIB is not set (tests/gpu/run.sh builds the library and sets it)",
-                allow_module_level=True)
+    pytest.skip(
+        "SSD_KERNELS_LIB is not set (tests/gpu/run.sh builds the library and sets it)",
+        allow_module_level=True,
+    )
 if not os.path.isfile(LIB):
     pytest.skip("SSD_KERNELS_LIB=%s does not exist" % LIB, allow_module_level=True)
 
 
 class TorchDevice:
     """Device memory, streams and events through PyTorch."""
+
     name = "torch"
 
     def __init__(self, torch):
@@ -43,8 +45,7 @@ class TorchDevice:
 
     def scratch(self, nbytes):
         # Filled with a byte pattern, not zeros: the kernels must not rely on a clean workspace.
-        return self.torch.full((max(int(nbytes), 1),), 0xA5, dtype=self.torch.uint8,
-                               device="cuda")
+        return self.torch.full((max(int(nbytes), 1),), 0xA5, dtype=self.torch.uint8, device="cuda")
 
     def ptr(self, x):
         return x.data_ptr()
@@ -70,6 +71,7 @@ class TorchDevice:
 
 class CupyDevice:
     """The same through CuPy."""
+
     name = "cupy"
 
     def __init__(self, cupy):
@@ -108,12 +110,14 @@ class CupyDevice:
 def _find_device():
     try:
         import torch
+
         if torch.cuda.is_available():
             return TorchDevice(torch)
     except ImportError:
         pass
     try:
         import cupy
+
         if cupy.cuda.runtime.getDeviceCount() > 0:
             return CupyDevice(cupy)
     except Exception:  # ImportError, or CUDA errors of a CuPy without a usable driver
@@ -126,16 +130,11 @@ if DEV is None:
     pytest.skip("no CUDA device through PyTorch or CuPy", allow_module_level=True)
 
 
-def _load_kernels():
-    """ssd_gluon/kernels.py by file path: only numpy and ctypes, no MXNet on this machine."""
-    path = os.path.join(ROOT, "ssd_gluon", "kernels.py")
-    spec = importlib.util.spec_from_file_location("ssd_kernels_bindings", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# Only numpy and ctypes below this point: no MXNet on the GPU machine.
+from ssd_gluon.model.box_coder import decode_np  # noqa: E402
 
+import kernels as kb  # noqa: E402  (tests/gpu/kernels.py)
 
-kb = _load_kernels()
 K = kb.Kernels(LIB)
 
 
@@ -145,6 +144,7 @@ def _library_has_cuda():
 
 
 # ---- calling the CUDA launchers ---------------------------------------------------------
+
 
 def _check(rc, what):
     assert rc == 0, "%s: CUDA error %d" % (what, rc)
@@ -165,13 +165,23 @@ class TargetRun:
         self.inputs = [DEV.put(anchors), DEV.put(labels), DEV.put(cls_preds)]
         b, n = p.batch, p.num_anchors
         # NaN-filled outputs: anything the kernels fail to write shows up in the comparison.
-        self.outputs = [DEV.full((b, n * 4), float("nan")), DEV.full((b, n * 4), float("nan")),
-                        DEV.full((b, n), float("nan"))]
+        self.outputs = [
+            DEV.full((b, n * 4), float("nan")),
+            DEV.full((b, n * 4), float("nan")),
+            DEV.full((b, n), float("nan")),
+        ]
         self.ws = DEV.scratch(K.target_workspace_bytes(p))
 
     def launch(self):
-        _check(K.target_cuda(self.p, *[DEV.ptr(x) for x in self.inputs + self.outputs],
-                             DEV.ptr(self.ws), DEV.stream()), "target")
+        _check(
+            K.target_cuda(
+                self.p,
+                *[DEV.ptr(x) for x in self.inputs + self.outputs],
+                DEV.ptr(self.ws),
+                DEV.stream(),
+            ),
+            "target",
+        )
 
     def result(self):
         self.launch()
@@ -187,8 +197,16 @@ class DetectionRun:
         self.ws = DEV.scratch(K.detection_workspace_bytes(p))
 
     def launch(self):
-        _check(K.detection_cuda(self.p, *[DEV.ptr(x) for x in self.inputs], DEV.ptr(self.out),
-                                DEV.ptr(self.ws), DEV.stream()), "detection")
+        _check(
+            K.detection_cuda(
+                self.p,
+                *[DEV.ptr(x) for x in self.inputs],
+                DEV.ptr(self.out),
+                DEV.ptr(self.ws),
+                DEV.stream(),
+            ),
+            "detection",
+        )
 
     def result(self):
         self.launch()
@@ -196,6 +214,7 @@ class DetectionRun:
 
 
 # ---- random problems --------------------------------------------------------------------
+
 
 def random_boxes(rng, count, grid=0, min_size=0.02, max_size=0.6):
     """Corner boxes around [0, 1]^2. ``grid``: coordinates on multiples of 1/grid, so that
@@ -269,10 +288,16 @@ def softmax(logits, axis=1):
 TARGET_SETTINGS = {
     "builtin": {},  # MXNet's defaults: no mining, every unmatched anchor negative
     "train": dict(negative_mining_ratio=3.0, negative_mining_thresh=0.5),
-    "no_threshold": dict(overlap_threshold=0.0, negative_mining_ratio=3.0,
-                         minimum_negative_samples=5),
-    "minimum": dict(overlap_threshold=0.3, negative_mining_ratio=0.5,
-                    negative_mining_thresh=0.4, minimum_negative_samples=50, ignore_label=-2.0),
+    "no_threshold": dict(
+        overlap_threshold=0.0, negative_mining_ratio=3.0, minimum_negative_samples=5
+    ),
+    "minimum": dict(
+        overlap_threshold=0.3,
+        negative_mining_ratio=0.5,
+        negative_mining_thresh=0.4,
+        minimum_negative_samples=50,
+        ignore_label=-2.0,
+    ),
 }
 
 # (seed, batch, anchor kind, N, label rows, max ground truths, label width, classes, settings)
@@ -297,7 +322,11 @@ TARGET_CASES = [
 def _mismatch(a, b):
     bad = np.argwhere(a != b)
     return "%d mismatches, first at %s: cuda %s vs cpu %s" % (
-        len(bad), tuple(bad[0]), a[tuple(bad[0])], b[tuple(bad[0])])
+        len(bad),
+        tuple(bad[0]),
+        a[tuple(bad[0])],
+        b[tuple(bad[0])],
+    )
 
 
 def check_target(p, anchors, labels, preds):
@@ -319,8 +348,7 @@ def test_target_matches_cpu(case):
     labels = make_labels(rng, anchors, batch, rows, max_gt, width, classes, grid)
     for ties in (False, True):
         preds = make_logits(rng, batch, classes, len(anchors), ties)
-        p = kb.target_params(batch, len(anchors), rows, width, classes,
-                             **TARGET_SETTINGS[setting])
+        p = kb.target_params(batch, len(anchors), rows, width, classes, **TARGET_SETTINGS[setting])
         check_target(p, anchors, labels, preds)
 
 
@@ -330,21 +358,32 @@ def test_target_covers_positives_and_negatives():
     labels = make_labels(rng, anchors, 4, 10, 10, 5, 21, 64)
     labels[0, 0] = [3, 0.1, 0.1, 0.5, 0.5]  # at least one valid ground truth
     preds = make_logits(rng, 4, 21, 500, False)
-    cls = check_target(kb.target_params(4, 500, 10, 5, 21, **TARGET_SETTINGS["train"]),
-                       anchors, labels, preds)[2]
+    cls = check_target(
+        kb.target_params(4, 500, 10, 5, 21, **TARGET_SETTINGS["train"]), anchors, labels, preds
+    )[2]
     assert (cls > 0).any() and (cls == 0).any() and (cls == -1).any()
 
 
 # ---- prior ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape,sizes,ratios,steps,offsets,clip", [
-    ((1, 1), (0.5,), (1.0,), (-1, -1), (0.5, 0.5), False),
-    ((38, 38), (0.1, 0.141), (1, 2, 0.5), (-1, -1), (0.5, 0.5), False),
-    ((19, 10), (0.2, 0.272), (1, 2, 0.5, 3, 1 / 3), (-1, -1), (0.5, 0.5), True),
-    ((5, 7), (0.9, 0.3, 0.1), (1, 4, 0.25), (0.2, 0.15), (0.3, 0.7), True),
-    ((3, 3), tuple(np.linspace(0.1, 0.9, 32)), tuple(np.linspace(0.5, 2, 32)), (-1, -1),
-     (0.5, 0.5), False),
-])
+
+@pytest.mark.parametrize(
+    "shape,sizes,ratios,steps,offsets,clip",
+    [
+        ((1, 1), (0.5,), (1.0,), (-1, -1), (0.5, 0.5), False),
+        ((38, 38), (0.1, 0.141), (1, 2, 0.5), (-1, -1), (0.5, 0.5), False),
+        ((19, 10), (0.2, 0.272), (1, 2, 0.5, 3, 1 / 3), (-1, -1), (0.5, 0.5), True),
+        ((5, 7), (0.9, 0.3, 0.1), (1, 4, 0.25), (0.2, 0.15), (0.3, 0.7), True),
+        (
+            (3, 3),
+            tuple(np.linspace(0.1, 0.9, 32)),
+            tuple(np.linspace(0.5, 2, 32)),
+            (-1, -1),
+            (0.5, 0.5),
+            False,
+        ),
+    ],
+)
 def test_prior_matches_cpu(shape, sizes, ratios, steps, offsets, clip):
     p = kb.prior_params(shape[0], shape[1], sizes, ratios, steps, offsets, clip)
     np.testing.assert_allclose(prior_cuda(p), K.prior_cpu(p), rtol=1e-6, atol=1e-6)
@@ -402,18 +441,21 @@ def check_detection(p, prob, loc, anchors):
     cpu = K.detection_cpu(p, prob, loc, anchors)
     gpu = DetectionRun(p, prob, loc, anchors).result()
     assert gpu.shape == cpu.shape
-    assert np.array_equal(gpu[..., 0], cpu[..., 0]), "class: " + _mismatch(gpu[..., 0],
-                                                                           cpu[..., 0])
+    assert np.array_equal(gpu[..., 0], cpu[..., 0]), "class: " + _mismatch(gpu[..., 0], cpu[..., 0])
     np.testing.assert_allclose(gpu[..., 1:], cpu[..., 1:], rtol=1e-5, atol=1e-5)
     return cpu
 
 
-DETECTION_SETTINGS = [(False, name) for name in sorted(BEST_CLASS_SETTINGS)] + \
-    [(True, name) for name in sorted(PER_CLASS_SETTINGS)]
+DETECTION_SETTINGS = [(False, name) for name in sorted(BEST_CLASS_SETTINGS)] + [
+    (True, name) for name in sorted(PER_CLASS_SETTINGS)
+]
 
 
-@pytest.mark.parametrize("per_class, setting", DETECTION_SETTINGS,
-                         ids=lambda v: ("per_class" if v else "best_class") if isinstance(v, bool) else v)
+@pytest.mark.parametrize(
+    "per_class, setting",
+    DETECTION_SETTINGS,
+    ids=lambda v: ("per_class" if v else "best_class") if isinstance(v, bool) else v,
+)
 @pytest.mark.parametrize("data", DETECTION_DATA, ids=lambda d: "seed%d" % d[0])
 def test_detection_matches_cpu(data, per_class, setting):
     prob, loc, anchors = make_detection(*data)
@@ -421,15 +463,17 @@ def test_detection_matches_cpu(data, per_class, setting):
     cfg = dict((PER_CLASS_SETTINGS if per_class else BEST_CLASS_SETTINGS)[setting])
     if cfg.get("background_id", 0) >= classes:
         cfg["background_id"] = classes - 1
-    check_detection(kb.detection_params(batch, classes, n, per_class=per_class, **cfg), prob,
-                    loc, anchors)
+    check_detection(
+        kb.detection_params(batch, classes, n, per_class=per_class, **cfg), prob, loc, anchors
+    )
 
 
 def test_detection_keeps_and_suppresses():
     prob, loc, anchors = make_detection(3, 2, 21, 2000, True, True)
     for per_class in (False, True):  # keep_topk -1: every survivor, so rows stay free
-        p = kb.detection_params(2, 21, 2000, threshold=0.2, per_class=per_class, nms_topk=400,
-                                keep_topk=-1)
+        p = kb.detection_params(
+            2, 21, 2000, threshold=0.2, per_class=per_class, nms_topk=400, keep_topk=-1
+        )
         out = check_detection(p, prob, loc, anchors)
         kept = out[..., 0] >= 0
         assert kept.any() and (~kept).any()
@@ -437,12 +481,12 @@ def test_detection_keeps_and_suppresses():
 
 # ---- timing -----------------------------------------------------------------------------
 
+
 def ssd300_anchors():
     """The 8732 anchors of SSD300 (VGG16): feature maps 38..1, two sizes each, ratios
     (1, 2, 1/2) on the first and the last two maps, (1, 2, 1/2, 3, 1/3) elsewhere."""
     maps = [38, 19, 10, 5, 3, 1]
-    sizes = [(0.1, 0.141), (0.2, 0.272), (0.37, 0.447), (0.54, 0.619), (0.71, 0.79),
-             (0.88, 0.961)]
+    sizes = [(0.1, 0.141), (0.2, 0.272), (0.37, 0.447), (0.54, 0.619), (0.71, 0.79), (0.88, 0.961)]
     out = []
     for i, (side, size) in enumerate(zip(maps, sizes)):
         ratios = (1, 2, 0.5) if i in (0, 4, 5) else (1, 2, 0.5, 3, 1 / 3)
@@ -469,18 +513,6 @@ def median_cuda_ms(fn, repeat, warmup=3):
     return statistics.median(DEV.elapsed_ms(fn) for _ in range(repeat))
 
 
-def decode_np(anchors, loc, variances=kb.VARIANCES, clip=True):
-    """NumPy decoding, for the torchvision reference only."""
-    a = anchors[None]
-    l = loc.reshape(loc.shape[0], -1, 4)
-    aw, ah = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1]
-    ax, ay = (a[..., 0] + a[..., 2]) / 2, (a[..., 1] + a[..., 3]) / 2
-    ox, oy = l[..., 0] * variances[0] * aw + ax, l[..., 1] * variances[1] * ah + ay
-    ow, oh = np.exp(l[..., 2] * variances[2]) * aw / 2, np.exp(l[..., 3] * variances[3]) * ah / 2
-    boxes = np.stack([ox - ow, oy - oh, ox + ow, oy + oh], -1)
-    return np.clip(boxes, 0, 1) if clip else boxes
-
-
 def torchvision_reference(p, prob, loc, anchors, repeat):
     """ms of torchvision.ops.batched_nms over the same per-class candidates (the top
     nms_topk above the threshold of every image and class), and its survivors per image;
@@ -490,7 +522,7 @@ def torchvision_reference(p, prob, loc, anchors, repeat):
         import torchvision
     except ImportError:
         return None
-    boxes_all = decode_np(anchors, loc, clip=bool(p.clip))
+    boxes_all = decode_np(loc.reshape(loc.shape[0], -1, 4), anchors[None], clip=bool(p.clip))
     boxes, scores, groups = [], [], []
     for b in range(p.batch):
         for c in range(p.num_classes):
@@ -498,14 +530,17 @@ def torchvision_reference(p, prob, loc, anchors, repeat):
                 continue
             s = prob[b, c]
             idx = np.nonzero(s > p.threshold)[0]
-            idx = idx[np.lexsort((idx, -s[idx]))][:p.nms_topk if p.nms_topk > 0 else None]
+            idx = idx[np.lexsort((idx, -s[idx]))][: p.nms_topk if p.nms_topk > 0 else None]
             boxes.append(boxes_all[b, idx])
             scores.append(s[idx])
             groups.append(np.full(len(idx), b * p.num_classes + c))
     boxes = torch.from_numpy(np.concatenate(boxes).astype(np.float32)).cuda()
     scores = torch.from_numpy(np.concatenate(scores).astype(np.float32)).cuda()
     groups = torch.from_numpy(np.concatenate(groups)).cuda()
-    nms = lambda: torchvision.ops.batched_nms(boxes, scores, groups, p.nms_threshold)
+
+    def nms():
+        return torchvision.ops.batched_nms(boxes, scores, groups, p.nms_threshold)
+
     for _ in range(3):
         nms()
     torch.cuda.synchronize()
@@ -537,9 +572,14 @@ def test_timing():
     p = kb.target_params(batch, n, 10, 5, classes, **TARGET_SETTINGS["train"])
     check_target(p, anchors, labels, preds)
     run = TargetRun(p, anchors, labels, preds)
-    table.append(("target B=32 N=8732 M=10 (mining 3:1)",
-                  median_cpu_ms(lambda: K.target_cpu(p, anchors, labels, preds), 5),
-                  median_cuda_ms(run.launch, 20), None))
+    table.append(
+        (
+            "target B=32 N=8732 M=10 (mining 3:1)",
+            median_cpu_ms(lambda: K.target_cpu(p, anchors, labels, preds), 5),
+            median_cuda_ms(run.launch, 20),
+            None,
+        )
+    )
 
     # Detection, per-class mode as in the paper's evaluation.
     batch = 8
@@ -547,33 +587,70 @@ def test_timing():
     logits[:, 0] += 3.0
     prob = softmax(logits)
     loc = rng.normal(0, 0.5, (batch, n * 4)).astype(np.float32)
-    p = kb.detection_params(batch, classes, n, threshold=0.01, nms_threshold=0.45, nms_topk=400,
-                            per_class=True, keep_topk=200)
+    p = kb.detection_params(
+        batch,
+        classes,
+        n,
+        threshold=0.01,
+        nms_threshold=0.45,
+        nms_topk=400,
+        per_class=True,
+        keep_topk=200,
+    )
     check_detection(p, prob, loc, anchors)
     run = DetectionRun(p, prob, loc, anchors)
     ref = torchvision_reference(p, prob, loc, anchors, 20)
-    table.append(("detection per-class B=8 C=21 topk=400 keep=200",
-                  median_cpu_ms(lambda: K.detection_cpu(p, prob, loc, anchors), 5),
-                  median_cuda_ms(run.launch, 20), ref[0] if ref else None))
+    table.append(
+        (
+            "detection per-class B=8 C=21 topk=400 keep=200",
+            median_cpu_ms(lambda: K.detection_cpu(p, prob, loc, anchors), 5),
+            median_cuda_ms(run.launch, 20),
+            ref[0] if ref else None,
+        )
+    )
     if ref:
         # Survivors before keep_topk: ours with keep_topk <= 0 keeps every one of them.
-        p_all = kb.detection_params(batch, classes, n, threshold=0.01, nms_threshold=0.45,
-                                    nms_topk=400, per_class=True, keep_topk=-1)
+        p_all = kb.detection_params(
+            batch,
+            classes,
+            n,
+            threshold=0.01,
+            nms_threshold=0.45,
+            nms_topk=400,
+            per_class=True,
+            keep_topk=-1,
+        )
         ours = (DetectionRun(p_all, prob, loc, anchors).result()[..., 0] >= 0).sum(1)
-        print("\nNMS survivors per image: ours %s, torchvision %s" % (ours.tolist(),
-                                                                      ref[1].tolist()))
+        print(
+            "\nNMS survivors per image: ours %s, torchvision %s" % (ours.tolist(), ref[1].tolist())
+        )
 
     # Detection, best-class mode (MultiBoxDetection's output), for completeness.
     p = kb.detection_params(batch, classes, n, threshold=0.01, nms_threshold=0.45, nms_topk=400)
     check_detection(p, prob, loc, anchors)
     run = DetectionRun(p, prob, loc, anchors)
-    table.append(("detection best-class B=8 C=21 topk=400",
-                  median_cpu_ms(lambda: K.detection_cpu(p, prob, loc, anchors), 5),
-                  median_cuda_ms(run.launch, 20), None))
+    table.append(
+        (
+            "detection best-class B=8 C=21 topk=400",
+            median_cpu_ms(lambda: K.detection_cpu(p, prob, loc, anchors), 5),
+            median_cuda_ms(run.launch, 20),
+            None,
+        )
+    )
 
     threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())
-    print("\n%-48s %10s %10s %9s %16s" % ("ms per call (%s, %s CPU threads)" % (DEV.name, threads),
-                                          "CPU", "CUDA", "speedup", "tv batched_nms"))
+    print(
+        "\n%-48s %10s %10s %9s %16s"
+        % (
+            "ms per call (%s, %s CPU threads)" % (DEV.name, threads),
+            "CPU",
+            "CUDA",
+            "speedup",
+            "tv batched_nms",
+        )
+    )
     for name, cpu_ms, cuda_ms, tv_ms in table:
-        print("%-48s %10.3f %10.3f %8.1fx %16s" % (name, cpu_ms, cuda_ms, cpu_ms / cuda_ms,
-                                                   "%.3f" % tv_ms if tv_ms else "-"))
+        print(
+            "%-48s %10.3f %10.3f %8.1fx %16s"
+            % (name, cpu_ms, cuda_ms, cpu_ms / cuda_ms, "%.3f" % tv_ms if tv_ms else "-")
+        )

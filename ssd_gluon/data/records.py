@@ -1,0 +1,96 @@
+"""The record layout shared by the packers and the readers.
+
+Each record of a ``.rec`` holds a JPEG and a float32 label::
+
+    [HEADER_WIDTH=4, OBJECT_WIDTH=6, width, height,  cls, xmin, ymin, xmax, ymax, difficult, ...]
+
+a 4-value header (header width, object width, original image width and height in pixels)
+followed by 6 values per object: 0-based class index in the class list, box corners
+normalized to [0, 1], and the difficult flag (0 or 1). Beside ``PREFIX.rec`` lie
+``PREFIX.idx`` (byte offsets), ``PREFIX.lst`` (im2rec style: ``index<TAB>label...<TAB>path``)
+and ``PREFIX.classes.txt`` (class names, one per line, in index order).
+
+MXNet's ``ImageDetRecordIter`` prepends ``ITER_PREFIX`` values ``[channels, height, width,
+raw label length]`` to each label it returns; ``split_label`` undoes that.
+"""
+
+import os
+
+import numpy as np
+
+from ..utils.errors import MissingFileError, UserError
+
+HEADER_WIDTH = 4
+OBJECT_WIDTH = 6
+ITER_PREFIX = 4
+OUTPUT_SUFFIXES = (".rec", ".idx", ".lst", ".classes.txt")
+
+
+def make_label(width, height, objects):
+    """The float32 record label ``[4, 6, width, height, *objects.ravel()]``; ``objects``
+    (K, 6) rows ``[cls, xmin, ymin, xmax, ymax, difficult]``, corners normalized."""
+    head = np.array([HEADER_WIDTH, OBJECT_WIDTH, width, height], np.float32)
+    return np.concatenate([head, np.asarray(objects, np.float32).reshape(-1)])
+
+
+def split_label(label):
+    """Iterator label (B, 4 + 4 + 6*M) NDArray -> objects (B, M, 6) ``[cls, xmin, ymin, xmax,
+    ymax, difficult]`` normalized (class -1 = padding) and original image sizes (B, 2)
+    ``[width, height]``."""
+    start = ITER_PREFIX + HEADER_WIDTH
+    objects = label.slice_axis(axis=1, begin=start, end=None).reshape((0, -1, OBJECT_WIDTH))
+    sizes = label.slice_axis(axis=1, begin=ITER_PREFIX + 2, end=ITER_PREFIX + 4)
+    return objects, sizes
+
+
+def check_rec(rec_path):
+    """Absolute path of an existing ``.rec``; a one-line error otherwise."""
+    if not rec_path.endswith(".rec"):
+        raise UserError("%s: expected a .rec file packed by data/pack_voc.py" % rec_path)
+    if not os.path.isfile(rec_path):
+        raise MissingFileError(
+            "%s: record file not found (pack it with data/pack_voc.py)" % rec_path
+        )
+    return os.path.abspath(rec_path)
+
+
+def read_lst(rec_path):
+    """Rows of the ``.lst`` written beside the ``.rec``: lists of floats (the labels)."""
+    lst = rec_path[:-4] + ".lst"
+    if not os.path.isfile(lst):
+        raise MissingFileError("%s: list file not found next to the .rec" % lst)
+    with open(lst) as f:
+        return [[float(v) for v in line.split("\t")[1:-1]] for line in f if line.strip()]
+
+
+def read_classes(rec_path):
+    """Class names written by the packer as ``PREFIX.classes.txt``, or None."""
+    path = rec_path[:-4] + ".classes.txt"
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def dataset_stats(rec_path):
+    """(number of images, largest number of objects in one image) from the ``.lst``."""
+    rows = read_lst(check_rec(rec_path))
+    return len(rows), max((len(r) - HEADER_WIDTH) // OBJECT_WIDTH for r in rows)
+
+
+def shard_sizes(rec_path, num_parts):
+    """Images in each of the ``num_parts`` shards that ImageDetRecordIter reads.
+
+    The reader splits the ``.rec`` by bytes (part k starts at the first record at or after
+    byte k*size/num_parts), so shards differ in size; ranks must agree on a common number of
+    batches or Horovod's allreduce deadlocks. Offsets come from the ``.idx``.
+    """
+    rec_path = check_rec(rec_path)
+    idx = rec_path[:-4] + ".idx"
+    if not os.path.isfile(idx):
+        raise MissingFileError("%s: index file not found next to the .rec" % idx)
+    with open(idx) as f:
+        offsets = sorted(int(line.split("\t")[1]) for line in f if line.strip())
+    total = os.path.getsize(rec_path)
+    bounds = [total * k // num_parts for k in range(num_parts + 1)]
+    return [sum(1 for o in offsets if bounds[k] <= o < bounds[k + 1]) for k in range(num_parts)]

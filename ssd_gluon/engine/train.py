@@ -1,0 +1,269 @@
+"""Training a preset end to end: what ``scripts/train.py`` runs, as a library function.
+
+``train(TrainConfig(...))`` builds the network (and its ImageNet base), the recipe's
+optimizer and schedule, resumes from a checkpoint when asked, runs ``TrainLoop`` alone or
+under ``horovodrun`` (``Workers.from_env``), and writes ``config.json``, ``metrics.jsonl``,
+``curves.png``, the checkpoints, ``best.params`` and ``final.params`` into ``out``.
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import mxnet as mx
+
+from ..data.loader import train_iter, val_iter
+from ..data.records import check_rec, dataset_stats, read_classes, shard_sizes
+from ..model.predictor import SSDPredictor
+from ..model.weights import pretrained_base_file
+from ..model.zoo import get_model
+from ..utils import visualize
+from ..utils.errors import CheckFailedError, UserError
+from ..utils.files import atomic_save, read_jsonl, write_json
+from . import recipe as recipes
+from .checkpoint import Checkpoints, restore
+from .distributed import Workers, is_shutdown_error
+from .evaluate import evaluate
+from .hooks import FaultInjector
+from .loop import StopSignals, TrainLoop
+from .progress import Progress
+from .step import TrainStep
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run. The recipe fields left None take the preset's (``recipe``); the
+    command line of ``scripts/train.py`` maps one flag to each field."""
+
+    model: str
+    train: str  # training PREFIX.rec
+    out: str  # run directory
+    val: Optional[str] = None  # validation PREFIX.rec
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None  # images per worker
+    lr: Optional[float] = None  # per 32 images (recipe.REFERENCE_BATCH)
+    optimizer: Optional[str] = None
+    momentum: Optional[float] = None
+    wd: Optional[float] = None
+    warmup_epochs: Optional[float] = None
+    lr_steps: Optional[str] = None  # "0.667,0.833": fractions of training
+    augment: Optional[str] = None
+    val_interval: Optional[int] = None
+    pretrained_base: Optional[str] = None  # ImageNet .params, or "gluoncv"
+    from_scratch: bool = False
+    amp: bool = False
+    data_shape: Optional[int] = None  # input side (default: the model's)
+    ops: str = "auto"
+    seed: int = 0
+    threads: int = 4  # decode/augment threads per worker
+    log_interval: int = 20
+    val_batch_size: int = 16
+    keep: int = 3  # checkpoints kept (plus best.params)
+    resume: Optional[str] = None  # None, "auto" or a ckpt-*.json
+    inject: str = ""  # faults for the tests (hooks.FaultInjector)
+
+
+def setup_device(amp, workers):
+    """The worker's device; MXNet AMP switched on for ``amp`` (GPU only)."""
+    ctx = workers.context()
+    if amp and ctx == mx.cpu():
+        raise UserError(
+            "--amp needs a GPU (MXNet AMP computes in float16 on CUDA); on the "
+            "CPU training runs in float32"
+        )
+    if amp:
+        from mxnet.contrib import amp as mx_amp
+
+        mx_amp.init()  # before the network is built: it patches the operators
+    return ctx
+
+
+def build_net(cfg, classes, ctx):
+    """The preset on ``ctx``, initialized (except what the ImageNet base provides), with its
+    deferred shapes finished by one forward pass; returns (net, input side)."""
+    base = pretrained_base_file(cfg.pretrained_base) if cfg.pretrained_base else None
+    net = get_model(cfg.model, classes=classes, ops=cfg.ops, pretrained_base=base)
+    shape = cfg.data_shape or net.base_size
+    net.initialize(ctx=ctx)  # only what the base file did not provide
+    net.collect_params().reset_ctx(ctx)
+    net(mx.nd.zeros((1, 3, shape, shape), ctx=ctx))  # finish deferred initialization
+    return net, shape
+
+
+def make_trainer(workers, net, recipe, lr, iters):
+    """The recipe's optimizer with its warm-up + step schedule, averaged over the workers."""
+    opt = dict(
+        learning_rate=lr,
+        wd=recipe.wd,
+        lr_scheduler=recipes.lr_scheduler(
+            lr, iters, recipe.epochs, recipe.warmup_epochs, recipe.lr_steps
+        ),
+    )
+    if recipe.optimizer == "sgd":
+        opt["momentum"] = recipe.momentum
+    return workers.trainer(net.collect_params(), recipe.optimizer, opt)
+
+
+def train(cfg, hooks=()):
+    """Build, train (or resume) and save; returns the trained network (on every worker).
+    ``hooks`` (``hooks.Hook``) run around every step after the fault injector."""
+    workers = Workers.from_env()
+    recipe = recipes.make_recipe(
+        cfg.model,
+        {f: getattr(cfg, f) for f in recipes.FIELDS},
+        bool(cfg.pretrained_base),
+        cfg.from_scratch,
+    )
+    ctx = setup_device(cfg.amp, workers)
+    mx.random.seed(cfg.seed)  # same initial weights on every worker
+    rec = check_rec(cfg.train)
+    net, shape = build_net(cfg, read_classes(rec), ctx)
+    # Workers must agree on the step count: the smallest shard's full batches (at least one).
+    iters = max(1, min(shard_sizes(rec, workers.size)) // recipe.batch_size)
+    lr = recipes.effective_lr(recipe.lr, recipe.batch_size, workers.size)
+    trainer = make_trainer(workers, net, recipe, lr, iters)
+    if cfg.amp:
+        from mxnet.contrib import amp as mx_amp
+
+        mx_amp.init_trainer(trainer)
+    info = dict(
+        model=cfg.model,
+        train=rec,
+        seed=cfg.seed,
+        world_size=workers.size,
+        batch_size=recipe.batch_size,
+        iters_per_epoch=iters,
+        epochs=recipe.epochs,
+    )
+    checkpoints = Checkpoints(cfg.out, keep=cfg.keep)
+    state = checkpoints.resume_state(cfg.resume, info)
+    if state is not None:
+        print(
+            "resuming from %s (epoch %d, iteration %d, step %d)"
+            % (state["path"], state["epoch"], state["iteration"], state["step"])
+        )
+        restore(net, trainer, state)
+    elif cfg.resume is not None:
+        print("no checkpoint in %s: starting from the beginning" % cfg.out)
+    workers.broadcast_parameters(net.collect_params())
+    if workers.is_root:
+        os.makedirs(cfg.out, exist_ok=True)
+        write_config(cfg, recipe, info, lr, shape, net, ctx, state)
+    loop = TrainLoop(
+        net=net,
+        step=TrainStep(net, trainer, ops=cfg.ops, amp=cfg.amp),
+        make_batches=lambda epoch, seed: train_iter(
+            rec,
+            shape,
+            recipe.batch_size,
+            workers.rank,
+            workers.size,
+            seed,
+            recipe.augment,
+            cfg.threads,
+        ),
+        ctx=ctx,
+        workers=workers,
+        checkpoints=checkpoints,
+        progress=Progress(
+            cfg.out, recipe.epochs, iters, recipe.batch_size * workers.size, workers.is_root
+        ),
+        epochs=recipe.epochs,
+        iters_per_epoch=iters,
+        info=info,
+        log_interval=cfg.log_interval,
+        val_fn=make_val_fn(cfg, net, shape, ctx, workers),
+        val_interval=recipe.val_interval,
+        signals=StopSignals().install(),
+        hooks=[FaultInjector(cfg.inject, workers.rank)] + list(hooks),
+    )
+    run_loop(loop, state, cfg.out, workers)
+    if workers.is_root:
+        final = os.path.join(cfg.out, "final.params")
+        atomic_save(net.save_parameters, final)
+        print("final parameters: %s" % final)
+    workers.finish()
+    return net
+
+
+def run_loop(loop, state, out_dir, workers):
+    """Run the loop; a dead peer becomes one clear line; rank 0 plots the curves however
+    the run ends."""
+    try:
+        loop.run(resume=state)
+    except mx.base.MXNetError as err:
+        if not is_shutdown_error(err):
+            raise
+        raise CheckFailedError(
+            "another worker stopped (Horovod shut down) during epoch %d; this worker stops "
+            "too; continue with --resume (last checkpoint: %s)"
+            % (loop.position["epoch"], loop.last_good or "none")
+        ) from None
+    finally:
+        if workers.is_root:
+            plot(out_dir)
+
+
+def make_val_fn(cfg, net, shape, ctx, workers):
+    """``val_fn(epoch)`` of the loop: VOC07 mAP over every worker's shard of ``cfg.val``."""
+    if not cfg.val:
+        return None
+    predictor = SSDPredictor(net)
+    predictor.hybridize(static_alloc=True)
+    batches = val_iter(
+        cfg.val, shape, cfg.val_batch_size, workers.rank, workers.size, threads=cfg.threads
+    )
+    return lambda epoch: evaluate(
+        predictor, batches, ctx, net.classes, progress=workers.is_root, workers=workers
+    )
+
+
+def write_config(cfg, recipe, info, lr, shape, net, ctx, state):
+    """Print and save the effective configuration (config.json)."""
+    total, warmup, drops = recipes.schedule_steps(
+        info["iters_per_epoch"], recipe.epochs, recipe.warmup_epochs, recipe.lr_steps
+    )
+    config = dataclasses.asdict(cfg)
+    config.update(vars(recipe))
+    config.update(info)
+    config.update(
+        effective_lr=lr,
+        global_batch=recipe.batch_size * info["world_size"],
+        total_iterations=total,
+        warmup_iterations=warmup,
+        lr_drop_iterations=drops,
+        data_shape=shape,
+        classes=list(net.classes),
+        device=str(ctx),
+        resumed_from=state["path"] if state else None,
+    )
+    config.pop("inject")
+    write_json(os.path.join(cfg.out, "config.json"), config)
+    num_images, _ = dataset_stats(info["train"])
+    print(
+        "training %s on %d images, %d worker(s) x batch %d on %s; %s lr %.3g (%.3g per 32 "
+        "images), %d epochs x %d iterations, warm-up %d, x0.1 at %s; augment %s"
+        % (
+            cfg.model,
+            num_images,
+            info["world_size"],
+            recipe.batch_size,
+            ctx,
+            recipe.optimizer,
+            lr,
+            recipe.lr,
+            recipe.epochs,
+            info["iters_per_epoch"],
+            warmup,
+            "/".join(map(str, drops)),
+            recipe.augment,
+        ),
+        flush=True,
+    )
+
+
+def plot(out_dir):
+    """curves.png from metrics.jsonl, when there is something to plot."""
+    records = read_jsonl(os.path.join(out_dir, "metrics.jsonl"))
+    if any(r.get("type") in ("train", "val") for r in records):
+        visualize.plot_training(records, os.path.join(out_dir, "curves.png"))

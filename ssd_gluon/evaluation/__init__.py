@@ -1,0 +1,2 @@
+"""Measuring a detector: the PASCAL VOC mAP (``voc_map``, NumPy only) and its speed
+(``speed``)."""

@@ -1,0 +1,276 @@
+"""The scripts on the sample: evaluation, detection, and one-line errors for bad input."""
+
+import json
+
+import mxnet as mx
+import pytest
+from mxnet import autograd
+
+from ssd_gluon import get_model
+
+from conftest import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_params(tmp_path_factory):
+    net = get_model("ssd_demo", ops="builtin")
+    net.initialize()
+    with autograd.predict_mode():
+        net(mx.nd.zeros((1, 3, 96, 96)))
+    path = str(tmp_path_factory.mktemp("p") / "demo.params")
+    net.save_parameters(path)
+    return path
+
+
+def test_train_missing_rec(tmp_path):
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(tmp_path / "nope.rec"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert_one_line_error(proc, "nope.rec", "not found")
+
+
+def test_train_unknown_model(sample_dir, tmp_path):
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_9000",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert_one_line_error(proc, "unknown model 'ssd_9000'")
+
+
+def test_pack_broken_xml_is_reported(tmp_path):
+    voc = tmp_path / "VOCdevkit"
+    proc = run_cli("data/make_sample.py", "--out", str(voc), "--num-train", "3", "--num-test", "1")
+    assert proc.returncode == 0, proc.stderr
+    xml = voc / "VOCsample" / "Annotations" / "000001.xml"
+    xml.write_text(xml.read_text()[:40])
+    proc = run_cli(
+        "data/pack_voc.py",
+        "--voc-root",
+        str(voc),
+        "--sets",
+        "sample-train",
+        "--classes",
+        "circle,rectangle,triangle,cross",
+        "--out",
+        str(tmp_path / "t"),
+        "--strict",
+    )
+    assert_one_line_error(proc, "000001.xml")
+    assert not list(tmp_path.glob("t.*"))
+
+
+def test_eval_and_detect_on_sample(sample_dir, demo_params, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = run_cli(
+        "scripts/eval_voc.py",
+        "--model",
+        "ssd_demo",
+        "--params",
+        demo_params,
+        "--rec",
+        str(sample_dir / "test.rec"),
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.load(open(out))
+    assert result["images"] == 32 and 0 <= result["mAP"] <= 1
+    assert set(result["per_class"]) == {"circle", "rectangle", "triangle", "cross"}
+    assert "mAP" in proc.stdout
+
+    images = sorted((sample_dir / "VOCsample" / "JPEGImages").glob("*.jpg"))[:2]
+    proc = run_cli(
+        "scripts/detect.py",
+        "--model",
+        "ssd_demo",
+        "--params",
+        demo_params,
+        "--thresh",
+        "0.0",
+        "--images",
+        *map(str, images),
+        "--out",
+        str(tmp_path / "det"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dets = json.load(open(tmp_path / "det" / "detections.json"))
+    assert len(dets) == 2
+    for img in images:
+        assert (tmp_path / "det" / (img.stem + ".png")).stat().st_size > 1000
+
+
+def test_detect_not_an_image(demo_params, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello")
+    proc = run_cli(
+        "scripts/detect.py",
+        "--model",
+        "ssd_demo",
+        "--params",
+        demo_params,
+        "--images",
+        str(bad),
+        "--out",
+        str(tmp_path / "d"),
+    )
+    assert_one_line_error(proc, "notes.jpg", "not a readable image")
+
+
+def test_plot_metrics_of_a_run(tmp_path):
+    records = [
+        dict(
+            type="train",
+            epoch=1,
+            iteration=i,
+            step=i,
+            loss=5.0 / i,
+            cls_loss=3.0 / i,
+            box_loss=2.0 / i,
+            lr=1e-3,
+            images_per_sec=10.0,
+        )
+        for i in range(1, 6)
+    ]
+    records += [
+        dict(type="epoch", epoch=1, step=5, loss=2.0),
+        dict(type="val", epoch=1, step=5, mAP=0.4, per_class={}),
+    ]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.write('{"type": "train", "ep')  # torn last line of a killed writer
+    proc = run_cli("scripts/plot_metrics.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(
+        run_cli("scripts/plot_metrics.py", str(tmp_path / "nowhere")),
+        "metrics.jsonl: no metrics file",
+    )
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.jsonl").write_text("")
+    assert_one_line_error(
+        run_cli("scripts/plot_metrics.py", str(tmp_path / "empty")), "no training records to plot"
+    )
+
+
+def test_eval_detect_from_export_and_pr_plot(sample_dir, demo_params, tmp_path):
+    """The exported symbol (uint8 input) evaluates to the same mAP as its parameters, the
+    PR plot and speed figures are written, and detect.py runs from the export; a bad image
+    among good ones is reported in one line and the others are processed."""
+    rec = str(sample_dir / "test.rec")
+    prefix = str(tmp_path / "exp" / "demo")
+    proc = run_cli(
+        "scripts/export_symbol.py",
+        "--model",
+        "ssd_demo",
+        "--params",
+        demo_params,
+        "--input-dtype",
+        "uint8",
+        "--out",
+        prefix,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = {}
+    for name, source in (
+        ("params", ["--model", "ssd_demo", "--params", demo_params]),
+        ("symbol", ["--symbol", prefix]),
+    ):
+        out = tmp_path / ("%s.json" % name)
+        proc = run_cli(
+            "scripts/eval_voc.py",
+            *source,
+            "--rec",
+            rec,
+            "--metric",
+            "voc2010",
+            "--speed-repeats",
+            "2",
+            "--out",
+            str(out),
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = json.load(open(out))
+        assert (tmp_path / ("%s.pr.png" % name)).read_bytes()[:4] == b"\x89PNG"
+    assert results["symbol"]["mAP"] == pytest.approx(results["params"]["mAP"], abs=1e-6)
+    assert results["symbol"]["metric"] == "voc2010"
+    assert set(results["params"]["speed"]) == {"batch_1", "batch_8"}
+    assert results["params"]["speed"]["batch_8"]["images_per_sec"] > 0
+    assert results["params"]["data_images_per_sec"] > 0
+    assert_one_line_error(
+        run_cli("scripts/eval_voc.py", "--symbol", prefix, "--data-shape", "128", "--rec", rec),
+        "exported for 96x96 input, not 128x128",
+    )
+
+    images = sorted((sample_dir / "VOCsample" / "JPEGImages").glob("*.jpg"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    proc = run_cli(
+        "scripts/detect.py",
+        "--symbol",
+        prefix,
+        "--thresh",
+        "0.0",
+        "--images",
+        str(images[0]),
+        str(bad),
+        str(images[1]),
+        "--out",
+        str(tmp_path / "det"),
+    )
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")] == [
+        "error: %s: not a readable image" % bad
+    ]
+    assert sorted(json.load(open(tmp_path / "det" / "detections.json"))) == sorted(map(str, images))
+
+
+def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_path):
+    import os
+    import sys
+
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    if not os.path.exists(horovodrun):
+        pytest.skip("horovod is not installed")
+    rec = str(sample_dir / "test.rec")
+    args = [
+        "scripts/eval_voc.py",
+        "--model",
+        "ssd_demo",
+        "--params",
+        demo_params,
+        "--rec",
+        rec,
+        "--speed-repeats",
+        "0",
+    ]
+    single = run_cli(*args, "--out", str(tmp_path / "one.json"))
+    assert single.returncode == 0, single.stderr[-2000:]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    two = run_cli(
+        horovodrun,
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        sys.executable,
+        *args,
+        "--out",
+        str(tmp_path / "two.json"),
+        env=env,
+    )
+    assert two.returncode == 0, two.stdout[-2000:]
+    one, both = json.load(open(tmp_path / "one.json")), json.load(open(tmp_path / "two.json"))
+    assert both["workers"] == 2 and both["images"] == one["images"] == 32
+    assert both["mAP"] == pytest.approx(one["mAP"], abs=1e-9)
+    assert both["per_class"] == pytest.approx(one["per_class"], abs=1e-9)

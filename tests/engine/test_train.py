@@ -1,0 +1,347 @@
+"""scripts/train.py (ssd_gluon.engine.train) end to end on the sample: one process, resume
+after SIGTERM/SIGKILL, the NaN guard, argument errors, and horovodrun -np 2 (identical ranks,
+disjoint shards, rank 0 alone writes, gathered validation, a dead rank)."""
+
+import json
+import os
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from ssd_gluon import SSDPredictor, load_network
+from ssd_gluon.data import loader, records
+from ssd_gluon.data.records import HEADER_WIDTH
+from ssd_gluon.engine.evaluate import evaluate
+from ssd_gluon.utils.files import read_jsonl
+
+from conftest import assert_one_line_error, run_cli
+
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+
+
+def train_cli(sample_dir, out, *extra, epochs=2):
+    """Deterministic ssd_demo run: 1 decode thread (augmentation draws in a fixed order)."""
+    return run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.02",
+        "--augment",
+        "paper",
+        "--log-interval",
+        "4",
+        "--threads",
+        "1",
+        "--ops",
+        "builtin",
+        "--out",
+        str(out),
+        *extra,
+    )
+
+
+def load(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_single_process_run_writes_everything(sample_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--val",
+        str(sample_dir / "test.rec"),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.008",
+        "--augment",
+        "none",
+        "--val-interval",
+        "2",
+        "--log-interval",
+        "4",
+        "--threads",
+        "1",
+        "--ops",
+        "builtin",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = read_jsonl(out / "metrics.jsonl")
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    train = [r for r in records if r["type"] == "train"]
+    assert [r["step"] for r in train] == list(range(4, 49, 4))  # 12 iterations/epoch
+    assert {"iteration", "loss", "cls_loss", "box_loss", "lr", "images_per_sec"} <= set(train[0])
+    val = [r for r in records if r["type"] == "val"]
+    assert [r["epoch"] for r in val] == [2, 4] and set(val[0]["per_class"]) == {
+        "circle",
+        "rectangle",
+        "triangle",
+        "cross",
+    }
+    best = json.load(open(out / "best.json"))
+    assert best["val_mAP"] == max(r["mAP"] for r in val) == best["best_mAP"]
+    names = sorted(p.name for p in out.iterdir())
+    assert [n for n in names if n.startswith("ckpt-")] == [
+        "ckpt-0000000%d.%s" % (s, x) for s in (24, 36, 48) for x in ("json", "params", "states")
+    ]
+    assert {"config.json", "curves.png", "final.params", "best.params"} <= set(names)
+    assert not [n for n in names if ".tmp-" in n]
+    config = json.load(open(out / "config.json"))
+    assert config["effective_lr"] == pytest.approx(0.008 * 8 / 32) and config["optimizer"] == "adam"
+    assert "epoch 4/4  iter 12/12" in proc.stdout and "ETA" in proc.stdout
+    assert_same_params(load(out / "final.params"), load(out / "ckpt-000000048.params"))
+
+
+def test_resume_after_sigterm_and_sigkill_equals_uninterrupted_run(sample_dir, tmp_path):
+    whole = train_cli(sample_dir, tmp_path / "a", epochs=3)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    b = tmp_path / "b"
+    term = train_cli(sample_dir, b, "--inject", "term@7", epochs=3)  # mid epoch 1
+    assert term.returncode == 143, term.stderr[-2000:]
+    assert "stopped by SIGTERM at epoch 1 iteration 7" in term.stdout
+    assert json.load(open(b / "ckpt-000000007.json"))["iteration"] == 7
+    kill = train_cli(sample_dir, b, "--resume", "--inject", "kill@30", epochs=3)  # mid epoch 3
+    assert kill.returncode == -9
+    assert "resuming from %s" % (b / "ckpt-000000007.json") in kill.stdout
+    done = train_cli(sample_dir, b, "--resume", "auto", epochs=3)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(epoch 2, iteration 12, step 24)" in done.stdout
+    assert_same_params(load(tmp_path / "a" / "final.params"), load(b / "final.params"))
+
+    # the metrics file reads as one run: the redone steps replace the lost ones
+    def losses(run):
+        return [
+            (r["step"], r["loss"])
+            for r in read_jsonl(run / "metrics.jsonl")
+            if r["type"] == "train"
+        ]
+
+    assert losses(b) == losses(tmp_path / "a")
+
+
+def test_nan_loss_stops_and_names_the_last_good_checkpoint(sample_dir, tmp_path):
+    out = tmp_path / "nan"
+    proc = train_cli(sample_dir, out, "--inject", "nan@14")  # epoch 2, logged at 16
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: training diverged at epoch 2 iteration 4 (step 16): ")
+    assert "nan" in lines[-1]
+    assert lines[-1].endswith("stopped; last good checkpoint: %s" % (out / "ckpt-000000012.json"))
+    assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-000000012.json"]
+    assert not (out / "final.params").exists()
+    params = load(out / "ckpt-000000012.params")
+    assert all(np.isfinite(v).all() for v in params.values())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--model", "ssd_300_vgg16_atrous_voc"],
+            "is trained from an ImageNet VGG16: pass --pretrained-base",
+        ),
+        (
+            ["--model", "ssd_300_vgg16_atrous_voc", "--pretrained-base", "missing.params"],
+            "missing.params: parameter file not found",
+        ),
+        (["--model", "ssd_demo", "--amp"], "--amp needs a GPU"),
+        (
+            ["--model", "ssd_demo", "--resume", "nowhere/ckpt-000000001.json"],
+            "nowhere/ckpt-000000001.json: checkpoint not found",
+        ),
+    ],
+)
+def test_bad_arguments_give_one_line(sample_dir, tmp_path, extra, message):
+    proc = run_cli(
+        "scripts/train.py",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--out",
+        str(tmp_path / "x"),
+        *extra,
+    )
+    assert_one_line_error(proc, message)
+
+
+def test_gluoncv_base_without_network_is_one_line(sample_dir, tmp_path):
+    env = dict(os.environ, MXNET_GLUON_REPO="http://127.0.0.1:9/", MXNET_HOME=str(tmp_path))
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_300_vgg16_atrous_voc",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--pretrained-base",
+        "gluoncv",
+        "--out",
+        str(tmp_path / "x"),
+        env=env,
+    )
+    assert_one_line_error(proc)
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --pretrained-base gluoncv: could not fetch vgg16_atrous")
+    )
+
+
+def test_existing_run_needs_resume_and_matching_settings(sample_dir, tmp_path):
+    out = tmp_path / "r"
+    assert train_cli(sample_dir, out, epochs=1).returncode == 0
+    again = train_cli(sample_dir, out, epochs=1)
+    assert again.returncode == 1 and "holds checkpoints of an earlier run" in again.stderr
+    other = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--batch-size",
+        "4",
+        "--resume",
+        "--out",
+        str(out),
+    )
+    assert other.returncode == 1
+    assert "written by a run with batch_size=8, this run has batch_size=4" in other.stderr
+
+
+def _horovodrun(*argv, probe_dir, timeout=600):
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", MXNET_CPU_WORKER_NTHREADS="1", HVD_PROBE_DIR=str(probe_dir)
+    )
+    return run_cli(
+        HOROVODRUN, "-np", "2", "-H", "localhost:2", sys.executable, *argv, env=env, timeout=timeout
+    )
+
+
+def _record_ids(rec, labels):
+    """Row numbers in the .lst (= file order) of the images behind iterator label rows
+    (without augmentation an image's objects identify it)."""
+    rows = [np.asarray(r[HEADER_WIDTH:], np.float64) for r in records.read_lst(rec)]
+    objects = records.split_label(mx.nd.array(labels))[0].asnumpy()
+    ids = []
+    for o in objects:
+        flat = o[o[:, 0] >= 0].ravel()
+        match = [
+            i for i, r in enumerate(rows) if len(r) == len(flat) and np.abs(r - flat).max() < 1e-4
+        ]
+        assert len(match) == 1, flat
+        ids.append(match[0])
+    return ids
+
+
+@pytest.mark.skipif(not os.path.exists(HOROVODRUN), reason="horovod is not installed")
+def test_horovod_two_ranks(sample_dir, tmp_path):
+    out, probes = tmp_path / "hvd", tmp_path / "probes"
+    probes.mkdir()
+    rec, val = str(sample_dir / "train.rec"), str(sample_dir / "test.rec")
+    config = dict(
+        model="ssd_demo",
+        train=rec,
+        val=val,
+        epochs=3,
+        batch_size=8,
+        augment="none",
+        threads=1,
+        ops="builtin",
+        lr=0.004,
+        log_interval=2,
+        out=str(out),
+    )
+    proc = _horovodrun("tests/workers/hvd_worker.py", json.dumps(config), probe_dir=probes)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    # identical parameters on both ranks (BatchNorm statistics included) and in final.params
+    r0, r1 = load(probes / "rank0.params"), load(probes / "rank1.params")
+    assert_same_params(r0, r1)
+    assert_same_params(load(out / "final.params"), r0)
+    # the loss went down
+    epochs = [r for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "epoch"]
+    assert len(epochs) == 3 and epochs[-1]["loss"] < epochs[0]["loss"]
+    # each rank read only its byte-range shard, the same images every epoch
+    shards = records.shard_sizes(rec, 2)
+    config = json.load(open(out / "config.json"))
+    assert config["world_size"] == 2 and config["effective_lr"] == pytest.approx(0.004 * 16 / 32)
+    assert config["iters_per_epoch"] == min(shards) // 8
+    starts = [0, shards[0], sum(shards)]
+    for rank in (0, 1):
+        ids = _record_ids(rec, np.load(probes / ("rank%d.labels.npy" % rank)))
+        assert len(ids) == 3 * config["iters_per_epoch"] * 8
+        assert all(starts[rank] <= i < starts[rank + 1] for i in ids), rank
+    # rank 0 alone wrote into the run directory
+    assert json.load(open(probes / "rank1.writes.json")) == []
+    assert any("final.params" in w for w in json.load(open(probes / "rank0.writes.json")))
+    # the validation mAP gathered over both ranks' shards = one process on the whole set
+    gathered = [r for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "val"][-1]
+    net = load_network("ssd_demo", str(out / "final.params"), records.read_classes(val), "builtin")
+    single = evaluate(
+        SSDPredictor(net),
+        loader.val_iter(val, 96, 16, threads=1),
+        mx.cpu(),
+        net.classes,
+        progress=False,
+    )
+    assert gathered["images"] == single["images"] == 32
+    assert gathered["mAP"] == pytest.approx(single["mAP"], abs=1e-6)
+
+
+@pytest.mark.skipif(not os.path.exists(HOROVODRUN), reason="horovod is not installed")
+def test_horovod_dead_rank_fails_fast_and_resume_recovers(sample_dir, tmp_path):
+    out, probes = tmp_path / "dead", tmp_path / "probes"
+    probes.mkdir()
+    argv = [
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--ops",
+        "builtin",
+        "--log-interval",
+        "2",
+        "--out",
+        str(out),
+    ]
+    t0 = time.time()
+    proc = _horovodrun(*argv, "--inject", "kill@8:1", probe_dir=probes)  # rank 1, epoch 2
+    assert proc.returncode != 0 and time.time() - t0 < 120
+    assert "another worker stopped (Horovod shut down) during epoch 2" in proc.stdout + proc.stderr
+    iters = min(records.shard_sizes(str(sample_dir / "train.rec"), 2)) // 8  # 5 or 6: < 8
+    assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-%09d.json" % iters]
+    again = _horovodrun(*argv, "--resume", probe_dir=probes)
+    assert again.returncode == 0, (again.stdout[-2000:], again.stderr[-2000:])
+    assert "resuming from" in again.stdout and (out / "final.params").exists()
