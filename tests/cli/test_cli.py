@@ -274,3 +274,52 @@ def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_p
     assert both["workers"] == 2 and both["images"] == one["images"] == 32
     assert both["mAP"] == pytest.approx(one["mAP"], abs=1e-9)
     assert both["per_class"] == pytest.approx(one["per_class"], abs=1e-9)
+
+
+def _run_cli_main(monkeypatch, main, *argv):
+    """utils.cli.run(main) in this process with ``argv``; returns the SystemExit code."""
+    import argparse
+
+    from ssd_gluon.utils import cli
+
+    monkeypatch.setattr("sys.argv", ["tool", *argv])
+    with pytest.raises(SystemExit) as stop:
+        cli.run(main, argparse.ArgumentParser())
+    return stop.value.code
+
+
+def test_user_errors_are_one_line_and_other_errors_keep_their_traceback(monkeypatch, capsys):
+    import mxnet as mx
+
+    from ssd_gluon.utils.errors import MissingFileError, UserError
+
+    def bad_input(args):
+        raise MissingFileError("x.params: parameter file not found")
+
+    assert _run_cli_main(monkeypatch, bad_input) == 1
+    assert capsys.readouterr().err == "error: x.params: parameter file not found\n"
+    assert _run_cli_main(monkeypatch, lambda args: 0) == 0
+    with pytest.raises(UserError):  # --debug: the traceback of user errors
+        _run_cli_main(monkeypatch, bad_input, "--debug")
+
+    def internal(args):  # an MXNet failure is a bug, not bad input
+        raise mx.base.MXNetError("Check failed: shape mismatch")
+
+    with pytest.raises(mx.base.MXNetError):
+        _run_cli_main(monkeypatch, internal)
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(tmp_path / "nope.rec"),
+        "--out",
+        str(tmp_path / "o"),
+        "--debug",
+    )
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "nope.rec: record file not found" in proc.stderr

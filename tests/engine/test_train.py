@@ -213,6 +213,28 @@ def test_gluoncv_base_without_network_is_one_line(sample_dir, tmp_path):
     )
 
 
+def test_gluoncv_base_without_gluoncv_is_one_line(sample_dir, tmp_path):
+    """gluoncv is not a dependency of the library: without it, --pretrained-base gluoncv says
+    what to install (a fake gluoncv on PYTHONPATH stands in for its absence)."""
+    fake = tmp_path / "fake" / "gluoncv"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('gluoncv removed by the test')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_300_vgg16_atrous_voc",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--pretrained-base",
+        "gluoncv",
+        "--out",
+        str(tmp_path / "x"),
+        env=env,
+    )
+    assert_one_line_error(proc, "--pretrained-base gluoncv needs the gluoncv package")
+
+
 def test_existing_run_needs_resume_and_matching_settings(sample_dir, tmp_path):
     out = tmp_path / "r"
     assert train_cli(sample_dir, out, epochs=1).returncode == 0
