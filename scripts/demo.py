@@ -11,6 +11,9 @@ import subprocess
 import sys
 import time
 
+from ssd_gluon.utils import cli
+from ssd_gluon.utils.errors import CheckFailedError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -32,7 +35,7 @@ def run(step, argv, timings):
     proc = subprocess.run([sys.executable] + argv, cwd=ROOT)
     timings[step] = time.time() - t0
     if proc.returncode != 0:
-        sys.exit("demo: step '%s' failed (exit %d)" % (step, proc.returncode))
+        raise CheckFailedError("demo step '%s' failed (exit %d)" % (step, proc.returncode))
 
 
 def main(args):
@@ -134,4 +137,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main(get_args_parser().parse_args()))
+    cli.run(main, get_args_parser())

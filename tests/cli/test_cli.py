@@ -23,16 +23,12 @@ def demo_params(tmp_path_factory):
 
 
 def test_train_missing_rec(tmp_path):
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_demo",
-        "--train",
-        str(tmp_path / "nope.rec"),
-        "--out",
-        str(tmp_path / "o"),
-    )
-    assert_one_line_error(proc, "nope.rec", "not found")
+    argv = ["--model", "ssd_demo", "--train", str(tmp_path / "nope.rec"), "--out", str(tmp_path)]
+    assert_one_line_error(run_cli("scripts/train.py", *argv), "nope.rec", "not found")
+    # --debug: the same error with its traceback
+    proc = run_cli("scripts/train.py", *argv, "--debug")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "nope.rec: record file not found" in proc.stderr
 
 
 def test_train_unknown_model(sample_dir, tmp_path):
@@ -308,18 +304,3 @@ def test_user_errors_are_one_line_and_other_errors_keep_their_traceback(monkeypa
     with pytest.raises(mx.base.MXNetError):
         _run_cli_main(monkeypatch, internal)
     assert "error:" not in capsys.readouterr().err
-
-
-def test_debug_flag_shows_the_traceback(tmp_path):
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_demo",
-        "--train",
-        str(tmp_path / "nope.rec"),
-        "--out",
-        str(tmp_path / "o"),
-        "--debug",
-    )
-    assert proc.returncode == 1
-    assert "Traceback" in proc.stderr and "nope.rec: record file not found" in proc.stderr

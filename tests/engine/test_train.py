@@ -191,48 +191,24 @@ def test_bad_arguments_give_one_line(sample_dir, tmp_path, extra, message):
     assert_one_line_error(proc, message)
 
 
-def test_gluoncv_base_without_network_is_one_line(sample_dir, tmp_path):
-    env = dict(os.environ, MXNET_GLUON_REPO="http://127.0.0.1:9/", MXNET_HOME=str(tmp_path))
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_300_vgg16_atrous_voc",
-        "--train",
-        str(sample_dir / "train.rec"),
-        "--pretrained-base",
-        "gluoncv",
-        "--out",
-        str(tmp_path / "x"),
-        env=env,
-    )
+@pytest.mark.parametrize("missing", ["network", "gluoncv"])
+def test_gluoncv_base_without_network_or_gluoncv_is_one_line(sample_dir, tmp_path, missing):
+    """--pretrained-base gluoncv without a reachable model store, or without gluoncv (not a
+    dependency of the library; a fake gluoncv on PYTHONPATH stands in for its absence)."""
+    if missing == "network":
+        env = dict(os.environ, MXNET_GLUON_REPO="http://127.0.0.1:9/", MXNET_HOME=str(tmp_path))
+        expected = "error: --pretrained-base gluoncv: could not fetch vgg16_atrous"
+    else:
+        fake = tmp_path / "fake" / "gluoncv"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("raise ImportError('gluoncv removed by the test')\n")
+        env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
+        expected = "error: --pretrained-base gluoncv needs the gluoncv package"
+    argv = ["--model", "ssd_300_vgg16_atrous_voc", "--train", str(sample_dir / "train.rec")]
+    argv += ["--pretrained-base", "gluoncv", "--out", str(tmp_path / "x")]
+    proc = run_cli("scripts/train.py", *argv, env=env)
     assert_one_line_error(proc)
-    assert (
-        proc.stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: --pretrained-base gluoncv: could not fetch vgg16_atrous")
-    )
-
-
-def test_gluoncv_base_without_gluoncv_is_one_line(sample_dir, tmp_path):
-    """gluoncv is not a dependency of the library: without it, --pretrained-base gluoncv says
-    what to install (a fake gluoncv on PYTHONPATH stands in for its absence)."""
-    fake = tmp_path / "fake" / "gluoncv"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('gluoncv removed by the test')\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_300_vgg16_atrous_voc",
-        "--train",
-        str(sample_dir / "train.rec"),
-        "--pretrained-base",
-        "gluoncv",
-        "--out",
-        str(tmp_path / "x"),
-        env=env,
-    )
-    assert_one_line_error(proc, "--pretrained-base gluoncv needs the gluoncv package")
+    assert proc.stderr.strip().splitlines()[-1].startswith(expected)
 
 
 def test_existing_run_needs_resume_and_matching_settings(sample_dir, tmp_path):
