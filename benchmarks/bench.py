@@ -31,7 +31,7 @@ def get_args_parser():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("suite", choices=sorted(SUITES) + ["all"])
-    p.add_argument("--repeats", type=int, default=20, help="timed calls per case (median)")
+    p.add_argument("--repeats", type=cli.POSITIVE, default=20, help="timed calls per case (median)")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
     return p
 

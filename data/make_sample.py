@@ -17,8 +17,8 @@ def get_args_parser():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", default="data/sample", help="folder for VOCsample/ and the records")
-    p.add_argument("--num-train", type=int, default=2000)
-    p.add_argument("--num-test", type=int, default=250)
+    p.add_argument("--num-train", type=cli.POSITIVE, default=2000)
+    p.add_argument("--num-test", type=cli.POSITIVE, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="regenerate even if the records exist")
     return p

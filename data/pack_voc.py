@@ -8,15 +8,17 @@
         --out data/voc_trainval [--classes a,b,c | --classes FILE] [--strict] [--workers N]
 
 Writes PREFIX.rec, PREFIX.idx, PREFIX.lst and PREFIX.classes.txt (see
-ssd_gluon/data/records.py for the record layout) and prints a summary. Errors print one
-``error: ...`` line, exit status 1.
+ssd_gluon/data/records.py for the record layout) and prints a summary. Objects of classes
+not in --classes are dropped (the image is kept) and counted per class in the summary;
+--other-classes skip leaves such images out instead. Each skipped image gets one line on
+stderr. Errors print one ``error: ...`` line, exit status 1.
 """
 
 import argparse
 import os
 
 from ssd_gluon.data.classes import parse_class_list
-from ssd_gluon.data.pack_voc import PackError, pack_voc
+from ssd_gluon.data.pack_voc import OTHER_CLASSES_MODES, UNKNOWN_CLASS, PackError, pack_voc
 from ssd_gluon.utils import cli
 
 
@@ -58,7 +60,18 @@ def get_args_parser():
         "(default: the 20 VOC classes)",
     )
     parser.add_argument(
-        "--strict", action="store_true", help="fail on the first bad item instead of skipping it"
+        "--other-classes",
+        choices=OTHER_CLASSES_MODES,
+        default=None,
+        help="what to do with an object whose class is not in --classes: 'drop' the object and "
+        "keep the image (counted per class in the summary), 'skip' the whole image, or stop "
+        "with an 'error' (default: drop; error with --strict)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on the first bad item instead of skipping it; an object of a class not in "
+        "--classes is one unless --other-classes is given",
     )
     parser.add_argument(
         "--workers",
@@ -89,16 +102,23 @@ def main(args):
     class_names = parse_class_list(args.classes)
     for sets, prefix, seed in jobs(args):
         sets = [s.strip() for s in sets.split(",") if s.strip()]
-        summary = pack_voc(
-            args.voc_root,
-            sets,
-            prefix,
-            class_names=class_names,
-            strict=args.strict,
-            num_workers=args.workers,
-            progress=not args.no_progress,
-            shuffle_seed=seed,
-        )
+        try:
+            summary = pack_voc(
+                args.voc_root,
+                sets,
+                prefix,
+                class_names=class_names,
+                strict=args.strict,
+                num_workers=args.workers,
+                progress=not args.no_progress,
+                shuffle_seed=seed,
+                other_classes=args.other_classes,
+            )
+        except PackError as err:
+            if err.kind == UNKNOWN_CLASS and args.other_classes is None:  # --strict's default
+                hint = "with --strict; --other-classes drop or skip leaves it out"
+                raise PackError(err.path, f"{err.problem}, fatal {hint}", err.kind) from None
+            raise
         print(summary.format())
     return 0
 

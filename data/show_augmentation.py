@@ -7,13 +7,12 @@ undoes the mean/std normalization and writes one PNG (written whole, then rename
 """
 
 import argparse
-import os
 
 from ssd_gluon.data.loader import augmented_samples
 from ssd_gluon.data.records import check_rec, read_classes
 from ssd_gluon.data.transforms import AUGMENTATIONS
 from ssd_gluon.utils import cli
-from ssd_gluon.utils.errors import UserError
+from ssd_gluon.utils.files import output_file
 from ssd_gluon.utils.visualize import augmentation_grid
 
 
@@ -23,20 +22,18 @@ def get_args_parser():
     )
     p.add_argument("--rec", required=True, help="training .rec packed by data/pack_voc.py")
     p.add_argument("--augment", default="paper", choices=sorted(AUGMENTATIONS))
-    p.add_argument("--data-shape", type=int, default=300)
-    p.add_argument("--num", type=int, default=16, help="samples to draw")
+    p.add_argument("--data-shape", type=cli.POSITIVE, default=300)
+    p.add_argument("--num", type=cli.POSITIVE, default=16, help="samples to draw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output PNG")
     return p
 
 
 def main(args):
-    if args.num < 1:
-        raise UserError("--num must be at least 1")
+    output_file(args.out)
     images, objects = augmented_samples(
         args.rec, args.data_shape, args.num, augment=args.augment, seed=args.seed
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     augmentation_grid(images, objects, read_classes(check_rec(args.rec)), args.out)
     print(
         "wrote %s (%d samples, augment=%s, %dx%d)"

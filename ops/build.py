@@ -5,11 +5,16 @@
 CUDA toolkit is found (``nvcc`` on PATH or under ``$CUDA_HOME``; ``SSD_WITH_CUDA=0`` turns
 it off), the CUDA kernels. ``--kernels-only`` builds ``libssd_kernels.so`` without any MXNet
 code, for checking the kernels through their C entry points (tests/gpu).
+
+CUDA architectures: ``SSD_CUDA_ARCHS`` (``"70;80"``) when set; else those of this machine's
+GPUs (``nvidia-smi``); else FALLBACK_CUDA_ARCHS, as far as the found nvcc reaches. PTX of the
+newest one built is embedded too, so cards newer than all of them run it (JIT-compiled).
 """
 
 import argparse
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,8 +27,10 @@ CPU_SOURCES = ["prior.cc", "target.cc", "detection.cc"]
 # One object each, linked together; the shared device code is all inline in cuda_block.cuh
 # and ssd_box.h, so no relocatable device code (-rdc) or device link step is needed.
 CUDA_SOURCES = ["prior.cu", "target.cu", "detection.cu"]
-# nvcc 13 compiles for Turing (sm_75) and newer; users of older toolkits can override.
-DEFAULT_CUDA_ARCHS = "75;80;86;89;90"
+# Built when no GPU says what it needs: Pascal (P100, sm_60) to Hopper (sm_90), as far as the
+# found nvcc reaches (CUDA 11 toolkits, which mxnet-cu112 users have: all of them; nvcc 13:
+# sm_75 on). SASS of X.Y also runs on X.Z cards with Z > Y (sm_80 SASS on an 8.6 card).
+FALLBACK_CUDA_ARCHS = ["60", "70", "75", "80", "86", "89", "90"]
 
 
 class BuildError(RuntimeError):
@@ -62,10 +69,123 @@ def run(cmd):
         raise BuildError("command failed (%s): %s" % (err, " ".join(cmd))) from None
 
 
-def compile_cuda(nvcc, workdir):
+def nvcc_release(nvcc):
+    """The toolkit release of nvcc as text ("11.8"), or "unknown"."""
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown"
+    match = re.search(r"release (\d+\.\d+)", out)
+    return match.group(1) if match else "unknown"
+
+
+def nvcc_gpu_codes(nvcc):
+    """The real architectures nvcc compiles for, oldest first: ["60", "61", ..., "90"]."""
+    try:
+        probe = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True)
+        codes = re.findall(r"^sm_(\d+)$", probe.stdout, re.M) if probe.returncode == 0 else []
+    except OSError:
+        codes = []
+    if not codes:
+        # --list-gpu-code came with CUDA 11.0, as did the C++17 that the kernels need, so an
+        # nvcc without it cannot build them whatever the architectures.
+        raise BuildError(
+            "%s (CUDA %s) does not list its GPU architectures (nvcc --list-gpu-code): the "
+            "kernels need CUDA >= 11.0" % (nvcc, nvcc_release(nvcc))
+        )
+    return sorted(set(codes), key=int)
+
+
+def machine_gpu_capabilities():
+    """Compute capabilities of this machine's GPUs as arch numbers ("86"), or [] when there is
+    no nvidia-smi, no GPU, or a driver too old to answer the compute_cap query."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    caps = re.findall(r"^\s*(\d+)\.(\d)\s*$", out.stdout, re.M)
+    return sorted({major + minor for major, minor in caps}, key=int)
+
+
+def capability(arch):
+    """An architecture number as a compute capability, as nvidia-smi writes it: "86" -> "8.6"."""
+    return "%s.%s" % (arch[:-1], arch[-1])
+
+
+def select_cuda_archs(supported, requested=None, gpus=(), release="unknown"):
+    """The architectures to build SASS for, and why: (archs, reason).
+
+    supported: what nvcc compiles for (nvcc_gpu_codes); requested: SSD_CUDA_ARCHS or None;
+    gpus: this machine's capabilities (machine_gpu_capabilities)."""
+    toolkit = "CUDA %s (sm_%s to sm_%s)" % (release, supported[0], supported[-1])
+    if requested is not None:
+        archs = [a.strip() for a in requested.split(";") if a.strip()]
+        bad = [a for a in archs if not a.isdigit()]
+        if not archs or bad:
+            raise BuildError("SSD_CUDA_ARCHS=%r: expected numbers like 70;80" % requested)
+        missing = [a for a in archs if a not in supported]
+        if missing:
+            raise BuildError(
+                "SSD_CUDA_ARCHS asks for sm_%s, which %s cannot compile for"
+                % (", sm_".join(missing), toolkit)
+            )
+        return sorted(set(archs), key=int), "SSD_CUDA_ARCHS"
+    if gpus:
+        newest = supported[-1]
+        # A card newer than every architecture nvcc knows runs the newest one's PTX; one that
+        # nvcc has no SASS for otherwise (older than its range) would fail at the first launch.
+        unbuildable = [g for g in gpus if g not in supported and int(g) < int(newest)]
+        if unbuildable:
+            raise BuildError(
+                "this machine's GPU needs sm_%s (compute capability %s), which %s cannot "
+                "compile for: use a CUDA toolkit that can (CUDA 11 and 12 compile for sm_60 and "
+                "sm_70, nvcc 13 starts at sm_75) or set SSD_CUDA_ARCHS"
+                % (", sm_".join(unbuildable), ", ".join(map(capability, unbuildable)), toolkit)
+            )
+        archs = sorted({g if g in supported else newest for g in gpus}, key=int)
+        caps = ", ".join(map(capability, gpus))
+        return archs, "this machine's GPUs: compute capability %s" % caps
+    archs = [a for a in FALLBACK_CUDA_ARCHS if a in supported]
+    if not archs:
+        raise BuildError(
+            "%s builds none of sm_%s: set SSD_CUDA_ARCHS"
+            % (toolkit, ", sm_".join(FALLBACK_CUDA_ARCHS))
+        )
+    return archs, "no GPU found: the default list, as far as %s reaches" % toolkit
+
+
+def cuda_archs(nvcc):
+    """(archs, reason) for this nvcc and machine; see select_cuda_archs."""
+    requested = os.environ.get("SSD_CUDA_ARCHS") or None
+    return select_cuda_archs(
+        nvcc_gpu_codes(nvcc),
+        requested=requested,
+        # The user's list wins, so do not ask the driver then.
+        gpus=() if requested else machine_gpu_capabilities(),
+        release=nvcc_release(nvcc),
+    )
+
+
+def gencode_flags(archs):
+    """SASS for each architecture plus PTX of the newest, which the driver JIT-compiles for
+    cards newer than all of them (SASS runs only on cards of its own major version)."""
+    newest = max(archs, key=int)
+    flags = ["-gencode=arch=compute_%s,code=sm_%s" % (a, a) for a in archs]
+    return flags + ["-gencode=arch=compute_%s,code=compute_%s" % (newest, newest)]
+
+
+def compile_cuda(nvcc, archs, workdir):
     """CUDA_SOURCES -> position-independent objects; returns (objects, link flags)."""
-    archs = os.environ.get("SSD_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).split(";")
-    gencode = ["-gencode=arch=compute_%s,code=sm_%s" % (a, a) for a in archs if a]
     objs = []
     for source in CUDA_SOURCES:
         obj = os.path.join(workdir, os.path.splitext(source)[0] + "_cuda.o")
@@ -81,7 +201,7 @@ def compile_cuda(nvcc, workdir):
                 "-fPIC",
                 "-I",
                 HERE,
-                *gencode,
+                *gencode_flags(archs),
                 "-c",
                 os.path.join(HERE, source),
                 "-o",
@@ -94,17 +214,22 @@ def compile_cuda(nvcc, workdir):
 
 
 def cuda_lib_dir(nvcc):
-    """The toolkit's library directory, as nvcc itself reports it (nvcc may be a wrapper)."""
+    """The toolkit's directory holding libcudart_static.a, among the library directories nvcc
+    itself reports (nvcc may be a wrapper script, and its nvcc.profile places them: lib64/ in
+    a classic install, lib/ in the pip wheels' site-packages/nvidia/cu13)."""
     probe = subprocess.run([nvcc, "--dryrun", "-c", "x.cu"], capture_output=True, text=True)
+    dirs = []
     for line in (probe.stdout + probe.stderr).splitlines():
         if "LIBRARIES=" in line:
-            dirs = [d.strip('"') for d in line.split("LIBRARIES=", 1)[1].split()]
-            dirs = [
-                d[2:] for d in dirs if d.startswith("-L") and not d.rstrip("/").endswith("stubs")
-            ]
-            if dirs:
-                return dirs[-1]
-    raise BuildError("could not find the CUDA library directory from `%s --dryrun`" % nvcc)
+            flags = [d.strip('"') for d in line.split("LIBRARIES=", 1)[1].split()]
+            dirs += [d[2:] for d in flags if d.startswith("-L")]
+    for d in dirs:
+        if os.path.isfile(os.path.join(d, "libcudart_static.a")):
+            return d
+    raise BuildError(
+        "no libcudart_static.a in the library directories of `%s --dryrun` (%s): the kernels "
+        "link the static CUDA runtime" % (nvcc, " ".join(dirs) or "none")
+    )
 
 
 def build(out=DEFAULT_OUT, kernels_only=False, verbose=True):
@@ -121,7 +246,13 @@ def build(out=DEFAULT_OUT, kernels_only=False, verbose=True):
             flags += ["-I", os.path.join(mx, "include")]
             sources += [os.path.join(HERE, "register.cc"), os.path.join(mx, "src", "lib_api.cc")]
         if nvcc:
-            objs, link = compile_cuda(nvcc, work)
+            archs, reason = cuda_archs(nvcc)
+            if verbose:
+                print(
+                    "CUDA architectures: %s + PTX compute_%s (%s)"
+                    % (" ".join("sm_" + a for a in archs), archs[-1], reason)
+                )
+            objs, link = compile_cuda(nvcc, archs, work)
             flags.append("-DSSD_WITH_CUDA")
             link = objs + link
         tmp = os.path.join(os.path.dirname(os.path.abspath(out)), ".tmp-" + os.path.basename(out))

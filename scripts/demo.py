@@ -23,8 +23,8 @@ def get_args_parser():
     )
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--sample", default="data/sample", help="where the sample is generated")
-    p.add_argument("--epochs", type=int, default=24)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=cli.POSITIVE, default=24)
+    p.add_argument("--batch-size", type=cli.POSITIVE, default=16)
     return p
 
 

@@ -17,7 +17,7 @@ from ssd_gluon.deploy import io
 from ssd_gluon.deploy.loading import load_detector
 from ssd_gluon.utils import cli, visualize
 from ssd_gluon.utils.errors import UserError
-from ssd_gluon.utils.files import write_json
+from ssd_gluon.utils.files import output_folder, write_json
 
 
 def get_args_parser():
@@ -31,9 +31,14 @@ def get_args_parser():
         "--classes", default=None, help="comma-separated class names (default: the model's)"
     )
     p.add_argument("--images", nargs="+", required=True, help="image files, folders or globs")
-    p.add_argument("--thresh", type=float, default=0.5, help="score threshold for drawing")
+    p.add_argument("--thresh", type=cli.FRACTION, default=0.5, help="score threshold for drawing")
     p.add_argument("--ops", default="auto", choices=ops.IMPLS)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (PNG per image + detections.json)")
+    p.add_argument(
+        "--out-with-inputs",
+        action="store_true",
+        help="allow an --out folder that holds input images (outputs never replace them)",
+    )
     return p
 
 
@@ -42,7 +47,8 @@ def main(args):
     detector = load_detector(args.symbol, args.model, args.params, classes, args.ops)
     size = detector.data_shape
     files = io.expand_images(args.images)
-    os.makedirs(args.out, exist_ok=True)
+    output_folder(args.out)
+    outputs = io.output_names(files, args.out, allow_inputs_in_out=args.out_with_inputs)
     results, bad = {}, 0
     for path in files:
         try:
@@ -56,7 +62,7 @@ def main(args):
         dets = io.detections_to_list(
             ids, scores, boxes, detector.classes, (img.shape[1], img.shape[0]), size, args.thresh
         )
-        png = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + ".png")
+        png = outputs[path]
         visualize.draw(img, dets, png)
         results[path] = dets
         print("%s: %d detections -> %s" % (path, len(dets), png))

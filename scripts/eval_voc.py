@@ -23,7 +23,7 @@ from ssd_gluon.engine.distributed import Workers
 from ssd_gluon.engine.evaluate import evaluate
 from ssd_gluon.evaluation import speed
 from ssd_gluon.utils import cli, visualize
-from ssd_gluon.utils.files import write_json
+from ssd_gluon.utils.files import output_file, write_json
 
 
 def get_args_parser():
@@ -38,8 +38,8 @@ def get_args_parser():
     src.add_argument("--gluoncv", action="store_true", help="--params was saved by gluoncv")
     src.add_argument("--symbol", help="PREFIX of files written by scripts/export_symbol.py")
     p.add_argument("--rec", required=True, help="test PREFIX.rec")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--data-shape", type=int, default=None)
+    p.add_argument("--batch-size", type=cli.POSITIVE, default=16)
+    p.add_argument("--data-shape", type=cli.POSITIVE, default=None)
     p.add_argument("--ops", default="auto", choices=ops.IMPLS)
     p.add_argument(
         "--metric",
@@ -47,10 +47,10 @@ def get_args_parser():
         choices=["voc07", "voc2010"],
         help="11-point (VOC2007) or all-point (VOC2010+) AP",
     )
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=cli.POSITIVE, default=2)
     p.add_argument(
         "--speed-repeats",
-        type=int,
+        type=cli.NON_NEGATIVE,
         default=10,
         help="timed calls per batch size for the speed figures (0: skip)",
     )
@@ -80,6 +80,8 @@ def print_table(result, classes):
 
 def main(args):
     workers = Workers.from_env()
+    if args.out and workers.is_root:
+        output_file(args.out)
     ctx = workers.context()
     rec = check_rec(args.rec)
     detector = load_detector(
@@ -135,7 +137,6 @@ def main(args):
         )
     print_table(result, detector.classes)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         write_json(args.out, result)
         png = os.path.splitext(args.out)[0] + ".pr.png"
         visualize.plot_pr_curves(

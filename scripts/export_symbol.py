@@ -17,7 +17,6 @@ from ssd_gluon.constants import POSTPROCESS
 from ssd_gluon.deploy.normalize import INPUT_DTYPES
 from ssd_gluon.deploy.symbol import export_detector
 from ssd_gluon.deploy.to_onnx import export_onnx
-from ssd_gluon.deploy.verify import verify_export
 from ssd_gluon.model.zoo import load_network
 from ssd_gluon.utils import cli
 
@@ -32,7 +31,7 @@ def get_args_parser():
     p.add_argument(
         "--classes", default=None, help="comma-separated class names (default: the model's)"
     )
-    p.add_argument("--data-shape", type=int, default=None)
+    p.add_argument("--data-shape", type=cli.POSITIVE, default=None)
     p.add_argument(
         "--ops",
         default="builtin",
@@ -45,10 +44,10 @@ def get_args_parser():
         choices=INPUT_DTYPES,
         help="dtype of the graph's input (uint8 is cast to float32 inside)",
     )
-    p.add_argument("--nms-thresh", type=float, default=POSTPROCESS["nms_thresh"])
-    p.add_argument("--nms-topk", type=int, default=POSTPROCESS["nms_topk"])
-    p.add_argument("--post-nms", type=int, default=POSTPROCESS["post_nms"])
-    p.add_argument("--score-thresh", type=float, default=POSTPROCESS["score_thresh"])
+    p.add_argument("--nms-thresh", type=cli.IOU, default=POSTPROCESS["nms_thresh"])
+    p.add_argument("--nms-topk", type=cli.POSITIVE, default=POSTPROCESS["nms_topk"])
+    p.add_argument("--post-nms", type=cli.POSITIVE, default=POSTPROCESS["post_nms"])
+    p.add_argument("--score-thresh", type=cli.FRACTION, default=POSTPROCESS["score_thresh"])
     p.add_argument("--out", required=True, help="output PREFIX")
     p.add_argument(
         "--onnx",
@@ -65,12 +64,7 @@ def main(args):
     net = load_network(args.model, args.params, classes, args.ops, args.gluoncv)
     shape = args.data_shape or net.base_size
     kwargs = {k: getattr(args, k) for k in POSTPROCESS}
-    impl = ops.resolve(args.ops)
-    symbol_file, params_file = export_detector(
-        net, args.out, shape, args.input_dtype, impl, **kwargs
-    )
-    library = ops.LIBRARY_PATH if impl == "custom" else None
-    n = verify_export(net, args.out, shape, library=library, input_dtype=args.input_dtype, **kwargs)
+    symbol_file, params_file, n = export_detector(net, args.out, shape, args.input_dtype, **kwargs)
     print(
         "exported %s and %s (input data: Bx3x%dx%d RGB 0-255 %s); verified in a fresh "
         "process: %d detections identical"

@@ -33,23 +33,25 @@ def get_args_parser():
     p.add_argument("--val", help="validation PREFIX.rec (VOC07 mAP, every worker its shard)")
     p.add_argument("--out", required=True, help="run directory")
     r = p.add_argument_group("recipe (default: the preset's, see ssd_gluon/engine/recipe.py)")
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--batch-size", type=int, help="images per worker")
+    r.add_argument("--epochs", type=cli.POSITIVE)
+    r.add_argument("--batch-size", type=cli.POSITIVE, help="images per worker")
     r.add_argument(
         "--lr",
-        type=float,
+        type=cli.float_above(0),
         help="learning rate for a global batch of 32 images; "
         "the run uses lr x (batch size x workers) / 32",
     )
     r.add_argument("--optimizer", choices=["sgd", "adam"])
-    r.add_argument("--momentum", type=float, help="sgd only")
-    r.add_argument("--wd", type=float)
-    r.add_argument("--warmup-epochs", type=float, help="linear warm-up from lr/100")
+    r.add_argument("--momentum", type=cli.float_in(0, 1), help="sgd only")
+    r.add_argument("--wd", type=cli.float_in(0, 1))
+    r.add_argument("--warmup-epochs", type=cli.float_in(0, 1e6), help="linear warm-up from lr/100")
     r.add_argument(
         "--lr-steps", help="comma-separated fractions of training where the lr drops x0.1"
     )
     r.add_argument("--augment", choices=sorted(AUGMENTATIONS))
-    r.add_argument("--val-interval", type=int, help="validate every N epochs (and at the end)")
+    r.add_argument(
+        "--val-interval", type=cli.POSITIVE, help="validate every N epochs (and at the end)"
+    )
     p.add_argument(
         "--pretrained-base",
         default=D.pretrained_base,
@@ -62,18 +64,26 @@ def get_args_parser():
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (MXNet AMP; GPU only)")
     p.add_argument(
-        "--data-shape", type=int, default=D.data_shape, help="input side (default: the model's)"
+        "--data-shape",
+        type=cli.POSITIVE,
+        default=D.data_shape,
+        help="input side (default: the model's)",
     )
     p.add_argument("--ops", default=D.ops, choices=ops.IMPLS)
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument(
-        "--threads", type=int, default=D.threads, help="decode/augment threads per worker"
+        "--threads", type=cli.POSITIVE, default=D.threads, help="decode/augment threads per worker"
     )
     p.add_argument(
-        "--log-interval", type=int, default=D.log_interval, help="iterations between progress lines"
+        "--log-interval",
+        type=cli.POSITIVE,
+        default=D.log_interval,
+        help="iterations between progress lines",
     )
-    p.add_argument("--val-batch-size", type=int, default=D.val_batch_size)
-    p.add_argument("--keep", type=int, default=D.keep, help="checkpoints kept (plus best.params)")
+    p.add_argument("--val-batch-size", type=cli.POSITIVE, default=D.val_batch_size)
+    p.add_argument(
+        "--keep", type=cli.POSITIVE, default=D.keep, help="checkpoints kept (plus best.params)"
+    )
     p.add_argument(
         "--resume",
         nargs="?",

@@ -34,6 +34,10 @@ from .records import OBJECT_WIDTH, OUTPUT_SUFFIXES, make_label
 
 JPEG_QUALITY = 95
 NO_OBJECTS = "no usable objects"
+UNKNOWN_CLASS = "unknown class"
+# What to do with an object whose class is not in the class list: drop the object (the image
+# is kept with its other objects), skip the whole image, or stop with an error.
+OTHER_CLASSES_MODES = ("drop", "skip", "error")
 
 
 class PackError(UserError):
@@ -59,7 +63,8 @@ class Annotation:
 
     ``objects``: float32 (K, 6) rows ``[cls, xmin, ymin, xmax, ymax, difficult]``, corners
     normalized to [0, 1]. ``clipped``: kept boxes that had to be clipped to the image;
-    ``dropped``: boxes dropped for zero (or negative) area after clipping.
+    ``dropped``: boxes dropped for zero (or negative) area after clipping; ``ignored``:
+    class name -> objects left out because their class is not in the class list.
     """
 
     width: int
@@ -67,6 +72,7 @@ class Annotation:
     objects: np.ndarray
     clipped: int = 0
     dropped: int = 0
+    ignored: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -84,7 +90,9 @@ class PackSummary:
 
     ``images``: records written; ``objects``: class name -> object count (difficult ones
     included), in class order; ``difficult``: difficult objects; ``clipped`` / ``dropped``:
-    box counts (see ``Annotation``); ``skipped``: one ``Skipped`` per image left out;
+    box counts (see ``Annotation``); ``ignored_objects``: class name -> objects dropped
+    because their class is not in the class list (``other_classes='drop'``; a misspelt class
+    name in an annotation shows up here); ``skipped``: one ``Skipped`` per image left out;
     ``outputs``: suffix (``'.rec'`` ...) -> written path.
     """
 
@@ -93,6 +101,7 @@ class PackSummary:
     difficult: int = 0
     clipped: int = 0
     dropped: int = 0
+    ignored_objects: Dict[str, int] = dataclasses.field(default_factory=dict)
     skipped: List[Skipped] = dataclasses.field(default_factory=list)
     outputs: Dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -100,8 +109,12 @@ class PackSummary:
         """Return ``{reason: count}`` over ``skipped``."""
         return dict(Counter(s.reason for s in self.skipped))
 
-    def format(self, max_items=20):
-        """Return a multi-line human-readable report."""
+    def format(self, max_items=0):
+        """Return a multi-line human-readable report.
+
+        Skipped images are counted by reason; ``pack_voc`` already printed each one on
+        stderr when it met it, so their messages are listed only up to ``max_items``.
+        """
         lines = [
             f"packed {self.images} images -> {self.outputs.get('.rec', '?')}",
             f"objects: {sum(self.objects.values())} (difficult: {self.difficult})",
@@ -111,12 +124,21 @@ class PackSummary:
         lines.append(
             f"boxes clipped to the image: {self.clipped}, dropped (zero area): {self.dropped}"
         )
+        if self.ignored_objects:
+            ignored = _format_counts(self.ignored_objects)
+            lines.append(f"objects of classes not in the list, dropped: {ignored}")
         reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped_by_reason().items()))
         lines.append(f"skipped images: {len(self.skipped)}" + (f" ({reasons})" if reasons else ""))
         lines += [f"  {s.message}" for s in self.skipped[:max_items]]
-        if len(self.skipped) > max_items:
+        if 0 < max_items < len(self.skipped):
             lines.append(f"  ... and {len(self.skipped) - max_items} more")
         return "\n".join(lines)
+
+
+def _format_counts(counts):
+    """``{'person': 12, 'dog': 3}`` -> ``'person 12, dog 3'`` (most frequent first)."""
+    items = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{name} {count}" for name, count in items)
 
 
 def _text(elem, tag, xml_path, what):
@@ -149,12 +171,10 @@ def _read_size(root, xml_path):
     return int(width), int(height)
 
 
-def _read_object(obj, num, class_index, width, height, xml_path):
-    """Return (row, clipped) for one ``<object>``; row is a float32 (6,) or None if dropped."""
+def _read_object(obj, num, cls, width, height, xml_path):
+    """Return (row, clipped) for ``<object>`` number ``num`` of class index ``cls``; row is a
+    float32 (6,) or None if dropped."""
     what = f"object {num}"
-    name = _text(obj, "name", xml_path, what)
-    if name not in class_index:
-        raise PackError(xml_path, f"unknown class {name!r} ({what})", "unknown class")
     box = obj.find("bndbox")
     if box is None:
         raise PackError(xml_path, f"{what} has no <bndbox>", "broken annotation")
@@ -167,15 +187,17 @@ def _read_object(obj, num, class_index, width, height, xml_path):
     flag = 0.0
     if difficult is not None and difficult.text and difficult.text.strip():
         flag = float(_number(obj, "difficult", xml_path, what) != 0)
-    row = np.array([class_index[name], *corners, flag], dtype=np.float32)
+    row = np.array([cls, *corners, flag], dtype=np.float32)
     return row, bool(np.any(raw != np.clip(raw, 0.0, 1.0)))
 
 
-def parse_annotation(xml_path, class_names):
+def parse_annotation(xml_path, class_names, other_classes="error"):
     """Parse a VOC XML file into an ``Annotation`` (objects float32 (K, 6), see module doc).
 
     Raises PackError (naming ``xml_path``) if the file is missing, malformed or truncated,
-    has no valid ``<size>``, a malformed ``<object>`` or a class not in ``class_names``.
+    has no valid ``<size>`` or a malformed ``<object>``. An object whose class is not in
+    ``class_names`` raises PackError (kind ``'unknown class'``) unless ``other_classes`` is
+    ``'drop'``: then it is left out, unchecked beyond its name, and counted in ``ignored``.
     Boxes partly outside the image are clipped; zero-area boxes are dropped (and counted).
     """
     if not os.path.isfile(xml_path):
@@ -188,16 +210,22 @@ def parse_annotation(xml_path, class_names):
         raise PackError(xml_path, f"cannot read ({err.strerror})", "broken annotation") from None
     width, height = _read_size(root, xml_path)
     class_index = {name: i for i, name in enumerate(class_names)}
-    rows, clipped, dropped = [], 0, 0
+    rows, clipped, dropped, ignored = [], 0, 0, {}
     for num, obj in enumerate(root.findall("object")):
-        row, was_clipped = _read_object(obj, num, class_index, width, height, xml_path)
+        name = _text(obj, "name", xml_path, f"object {num}")
+        if name not in class_index:
+            if other_classes != "drop":
+                raise PackError(xml_path, f"unknown class {name!r} (object {num})", UNKNOWN_CLASS)
+            ignored[name] = ignored.get(name, 0) + 1
+            continue
+        row, was_clipped = _read_object(obj, num, class_index[name], width, height, xml_path)
         if row is None:
             dropped += 1
         else:
             rows.append(row)
             clipped += was_clipped
     objects = np.stack(rows) if rows else np.zeros((0, OBJECT_WIDTH), np.float32)
-    return Annotation(width, height, objects, clipped, dropped)
+    return Annotation(width, height, objects, clipped, dropped, ignored)
 
 
 def read_image_set(voc_root, spec):
@@ -235,23 +263,30 @@ def _encode_jpeg(img):
 class _ItemLoader:
     """Picklable worker: ``(image rel, xml rel)`` -> ``(error, annotation, jpeg bytes)``.
 
-    ``error`` is a PackError (or None); ``jpeg`` is None for images without objects.
+    ``error`` is a PackError (or None) saying why the image is left out; ``annotation`` is
+    None if it could not be read; ``jpeg`` is None whenever ``error`` is set. An image
+    without any usable object gets a PackError of kind ``NO_OBJECTS`` with its annotation.
     """
 
-    def __init__(self, voc_root, class_names):
+    def __init__(self, voc_root, class_names, other_classes="drop"):
         self.voc_root = str(voc_root)
         self.class_names = tuple(class_names)
+        self.other_classes = other_classes
 
     def __call__(self, pair):
         try:
-            return (None, *self._load(*pair))
+            return self._load(*pair)
         except PackError as err:
             return err, None, None
 
     def _load(self, img_rel, xml_rel):
-        ann = parse_annotation(os.path.join(self.voc_root, xml_rel), self.class_names)
+        xml_path = os.path.join(self.voc_root, xml_rel)
+        ann = parse_annotation(xml_path, self.class_names, self.other_classes)
         if len(ann.objects) == 0:
-            return ann, None
+            problem = NO_OBJECTS
+            if ann.ignored:
+                problem += f" (only classes not in the list: {_format_counts(ann.ignored)})"
+            return PackError(xml_path, problem, NO_OBJECTS), ann, None
         img_path = os.path.join(self.voc_root, img_rel)
         if not os.path.isfile(img_path):
             raise PackError(img_path, "image file not found", "missing image")
@@ -265,7 +300,7 @@ class _ItemLoader:
                 f"annotation <size> says {ann.width}x{ann.height}",
                 "size mismatch",
             )
-        return ann, _encode_jpeg(img)
+        return None, ann, _encode_jpeg(img)
 
 
 def _worker_init():
@@ -350,21 +385,37 @@ def _collect_pairs(voc_root, sets):
     return [pair for spec in sets for pair in read_image_set(voc_root, spec.strip())]
 
 
+def _is_fatal(err, strict, other_classes):
+    """Whether the PackError ``err`` of one item stops packing instead of skipping the item.
+
+    An image without usable objects is never fatal; an unknown class is fatal unless
+    ``other_classes`` is ``'skip'`` (with ``'drop'`` it never arises); any other bad item
+    is fatal only if ``strict``.
+    """
+    if err.kind == NO_OBJECTS:
+        return False
+    if err.kind == UNKNOWN_CLASS:
+        return other_classes != "skip"
+    return strict
+
+
 def _handle(result, pair, writer, summary, loader, strict):
-    """Fold one loader result for ``pair`` into ``writer`` / ``summary``; raise it if strict."""
+    """Fold one loader result for ``pair`` into ``writer`` / ``summary``; raise a fatal one.
+
+    Each skipped image is printed once here, on stderr, and appended to ``summary.skipped``.
+    """
     err, ann, jpeg = result
-    img_rel, xml_rel = pair
+    img_rel, _ = pair
+    if ann is not None:
+        summary.clipped += ann.clipped
+        summary.dropped += ann.dropped
+        for name, count in ann.ignored.items():
+            summary.ignored_objects[name] = summary.ignored_objects.get(name, 0) + count
     if err is not None:
-        if strict:
+        if _is_fatal(err, strict, loader.other_classes):
             raise err
         tqdm.write(str(err), file=sys.stderr)
         summary.skipped.append(Skipped(err.path, err.kind, str(err)))
-        return
-    summary.clipped += ann.clipped
-    summary.dropped += ann.dropped
-    if jpeg is None:
-        xml_path = os.path.join(loader.voc_root, xml_rel)
-        summary.skipped.append(Skipped(xml_path, NO_OBJECTS, f"{xml_path}: {NO_OBJECTS}"))
         return
     writer.write(img_rel, make_label(ann.width, ann.height, ann.objects), jpeg)
     summary.images += 1
@@ -394,14 +445,22 @@ def pack_voc(
     num_workers=None,
     progress=True,
     shuffle_seed=None,
+    other_classes=None,
 ):
     """Pack VOC image sets into ``out_prefix.{rec,idx,lst,classes.txt}``; return a PackSummary.
 
     ``sets``: list of ``"YEAR-SPLIT"`` specs (or one comma-separated string), packed in order.
     ``num_workers``: decode/encode processes (None: ``os.cpu_count()``; 0 or 1: in-process).
-    Bad items (missing/unreadable image, broken XML, unknown class, size mismatch) print one
-    line to stderr and are skipped, or raise PackError if ``strict``. Images without any
-    usable object are skipped (ImageDetRecordIter rejects them) and listed in the summary.
+    Bad items (missing/unreadable image, broken XML, size mismatch) print one line to stderr
+    and are skipped, or raise PackError if ``strict``. Images without any usable object are
+    skipped (ImageDetRecordIter rejects them), also one line on stderr. Every skipped image
+    is in ``summary.skipped``.
+    ``other_classes``: objects of a class not in ``class_names`` are ``'drop'``: left out,
+    the image kept with its other objects, and counted per class in
+    ``summary.ignored_objects``; ``'skip'``: the image is left out (one line on stderr,
+    reason ``'unknown class'``), ``strict`` or not; ``'error'``: PackError. None (default):
+    ``'drop'``, or ``'error'`` if ``strict`` (an annotation's class outside the list, such as
+    a misspelt name, is then a bad item).
     Output is all-or-nothing: on any error or interrupt no output file is created.
     ``shuffle_seed``: write the records in a random order drawn with this seed (still
     deterministic). ImageDetRecordIter shuffles only within the chunk of the file it has
@@ -409,6 +468,12 @@ def pack_voc(
     nearly in order every epoch.
     """
     class_names = check_class_names(class_names)
+    if other_classes is None:
+        other_classes = "error" if strict else "drop"
+    if other_classes not in OTHER_CLASSES_MODES:
+        raise ValueError(
+            f"other_classes must be one of {', '.join(OTHER_CLASSES_MODES)}, not {other_classes!r}"
+        )
     pairs = _collect_pairs(str(voc_root), sets)
     if shuffle_seed is not None:
         order = np.random.RandomState(shuffle_seed).permutation(len(pairs))
@@ -422,7 +487,7 @@ def pack_voc(
     except OSError as err:
         raise _write_error(err, out_prefix) from None
     try:
-        loader = _ItemLoader(voc_root, class_names)
+        loader = _ItemLoader(voc_root, class_names, other_classes)
         _pack_items(pairs, loader, int(num_workers), writer, summary, strict, progress)
         if summary.images == 0:
             raise PackError(

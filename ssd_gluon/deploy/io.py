@@ -31,6 +31,37 @@ def expand_images(patterns):
     return files
 
 
+def output_names(files, out_dir, suffix=".png", allow_inputs_in_out=False):
+    """{input path: output path} in ``out_dir``, one per input, never an input file and never
+    twice the same: ``<stem>.png``, or ``<stem>_<ext>.png`` when another input has that stem
+    (``one.jpg`` + ``one.png``), then ``-2``, ``-3``... (same names in other folders). An
+    ``out_dir`` that holds inputs is refused unless ``allow_inputs_in_out``."""
+    out_dir = os.path.abspath(out_dir)
+    inputs = {os.path.abspath(f) for f in files}
+    inside = sorted(f for f in inputs if os.path.dirname(f) == out_dir)
+    if inside and not allow_inputs_in_out:
+        raise UserError(
+            "--out %s holds input images (e.g. %s): choose another folder, or pass "
+            "--out-with-inputs (outputs then never replace an input)"
+            % (out_dir, os.path.basename(inside[0]))
+        )
+    stems = {}
+    for f in files:
+        stems.setdefault(os.path.splitext(os.path.basename(f))[0], set()).add(os.path.abspath(f))
+    taken = set(inputs)
+    names = {}
+    for f in files:
+        stem, ext = os.path.splitext(os.path.basename(f))
+        base = stem if len(stems[stem]) == 1 else "%s_%s" % (stem, ext.lstrip(".").lower())
+        name, n = os.path.join(out_dir, base + suffix), 1
+        while name in taken:
+            n += 1
+            name = os.path.join(out_dir, "%s-%d%s" % (base, n, suffix))
+        taken.add(name)
+        names[f] = name
+    return names
+
+
 def read_image(path):
     """(H, W, 3) uint8 RGB; a one-line error naming the file when it is not a readable image."""
     if not os.path.isfile(path):

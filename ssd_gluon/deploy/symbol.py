@@ -1,6 +1,6 @@
 """Export the detector (normalization + network + decoding + NMS) as MXNet symbol + params
-that load without this package, and load such an export back (``verify`` checks one in a
-fresh process)."""
+that load without this package, checked in a fresh process before the files appear, and
+load such an export back."""
 
 import json
 import os
@@ -9,44 +9,78 @@ import tempfile
 import mxnet as mx
 
 from .. import ops
-from ..utils.errors import MissingFileError, UserError
-from ..utils.files import write_json
+from ..utils.errors import CheckFailedError, MissingFileError, UserError
+from ..utils.files import TMP_MARK, output_folder, write_json
 from .normalize import deploy_block
+from .verify import verify_export
+
+# The files of an export, in the order they are put in place (the description last: an export
+# is complete once PREFIX-meta.json exists).
+EXPORT_SUFFIXES = ("-0000.params", "-symbol.json", "-meta.json")
 
 
 def export_detector(
-    net, prefix, data_shape, input_dtype="float32", ops="builtin", **predictor_kwargs
+    net, prefix, data_shape, input_dtype="float32", verify=True, **predictor_kwargs
 ):
     """Write ``PREFIX-symbol.json``, ``PREFIX-0000.params`` and ``PREFIX-meta.json`` (input
     size and dtype, class names, operators) for a fixed (data_shape x data_shape) input
-    named ``data``. Files appear only when complete."""
+    named ``data``, with the operators the network was built with (``net.ops``: 'builtin'
+    gives a graph of MXNet built-ins only, 'custom' one that needs our library). The files are written in a temporary folder beside PREFIX and, with
+    ``verify``, reloaded in a fresh process and compared with the Gluon detector
+    (``verify.verify_export``) before they move into place: they appear complete and checked,
+    or not at all. Returns (symbol file, params file, detections compared or None)."""
+    impl = ops.resolve(net.ops)
     block = deploy_block(net, input_dtype, **predictor_kwargs)
     block.hybridize()
     block(mx.nd.zeros((1, 3, data_shape, data_shape), dtype=input_dtype))
-    out_dir = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(out_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        tmp_prefix = os.path.join(tmp, "model")
-        block.export(tmp_prefix, epoch=0)
-        os.replace(tmp_prefix + "-0000.params", prefix + "-0000.params")
-        os.replace(tmp_prefix + "-symbol.json", prefix + "-symbol.json")
+    out_dir = output_folder(os.path.dirname(os.path.abspath(prefix)))
     meta = dict(
         data_shape=data_shape,
         input_dtype=input_dtype,
         classes=list(net.classes),
-        ops=ops,
+        ops=impl,
         input="RGB pixels 0-255, (B, 3, %d, %d), %s" % (data_shape, data_shape, input_dtype),
         outputs="ids (B,K,1), scores (B,K,1), boxes (B,K,4) in input pixels; -1 rows are padding",
         predictor=predictor_kwargs,
     )
-    write_json(prefix + "-meta.json", meta)
-    return prefix + "-symbol.json", prefix + "-0000.params"
+    name = os.path.basename(prefix)
+    with tempfile.TemporaryDirectory(prefix=name + TMP_MARK, dir=out_dir) as tmp:
+        staged = os.path.join(tmp, name)
+        try:
+            block.export(staged, epoch=0)
+        except mx.base.MXNetError as err:
+            raise CheckFailedError(
+                "%s: could not be written (%s)" % (prefix, str(err).strip().splitlines()[-1][:200])
+            ) from None
+        write_json(staged + "-meta.json", meta)
+        detections = None
+        if verify:
+            library = ops.LIBRARY_PATH if impl == "custom" else None
+            try:
+                detections = verify_export(
+                    net,
+                    staged,
+                    data_shape,
+                    library=library,
+                    input_dtype=input_dtype,
+                    **predictor_kwargs,
+                )
+            except CheckFailedError as err:  # name the files the user asked for
+                raise CheckFailedError(str(err).replace(staged, prefix)) from None
+        for suffix in EXPORT_SUFFIXES:  # the description last
+            try:
+                os.replace(staged + suffix, prefix + suffix)
+            except OSError as err:
+                raise CheckFailedError(
+                    "%s%s: could not be written (%s)" % (prefix, suffix, err.strerror)
+                ) from None
+    return prefix + "-symbol.json", prefix + "-0000.params", detections
 
 
 def load_exported(prefix, ctx=None):
     """(SymbolBlock, meta) of files written by ``export_detector``; loads the operator
     library when the graph needs it. One-line errors name the missing or broken file."""
-    for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
+    for suffix in EXPORT_SUFFIXES:
         if not os.path.isfile(prefix + suffix):
             raise MissingFileError("%s%s: exported file not found" % (prefix, suffix))
     with open(prefix + "-meta.json") as f:

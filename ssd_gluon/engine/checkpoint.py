@@ -2,10 +2,14 @@
 
 import json
 import os
+import pickle
+import sys
 
-from ..model.weights import load_parameters
+import mxnet as mx
+
+from ..model.weights import load_parameters, save_parameters
 from ..utils.errors import MissingFileError, UserError
-from ..utils.files import atomic_save, write_json
+from ..utils.files import atomic_save, remove_temporaries, write_json
 
 # What a checkpoint must share with the run that resumes it: the same model, batches and
 # workers (the iterators, the schedule and the shards depend on them).
@@ -17,6 +21,8 @@ RESUME_KEYS = ("model", "batch_size", "world_size", "iters_per_epoch")
 # epoch, iteration, step, seeds). The .json is written last: a checkpoint exists once its
 # .json does, so a run killed while saving leaves the previous one intact.
 PREFIX = "ckpt-"
+SUFFIXES = (".params", ".states", ".json")
+DAMAGED = ".damaged"  # appended to the files of a checkpoint that does not load
 
 
 def _name(step):
@@ -39,32 +45,71 @@ class Checkpoints:
         paths = [os.path.join(self.out_dir, n) for n in names]
         return [p for p in paths if all(os.path.isfile(p + s) for s in (".params", ".states"))]
 
-    def latest(self):
-        """The newest checkpoint's state (see ``save``), or None."""
-        paths = self.complete()
-        return read_state(paths[-1] + ".json") if paths else None
+    def latest(self, rename_damaged=True):
+        """The newest checkpoint that loads (see ``save``), or None. A damaged newer one (a
+        file that does not read back) is reported and skipped in favour of the one before;
+        with ``rename_damaged`` (one worker only) its files get ``*.damaged`` appended, so
+        that it no longer counts among the kept ones."""
+        for base in reversed(self.complete()):
+            problem = damage(base)
+            if problem is None:
+                return read_state(base + ".json")
+            if rename_damaged:
+                for suffix in SUFFIXES:
+                    os.replace(base + suffix, base + suffix + DAMAGED)
+                print(
+                    "warning: %s: %s; renamed *%s, trying the previous checkpoint"
+                    % (base + ".json", problem, DAMAGED),
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return None
+
+    def clean(self):
+        """Remove what interrupted writes left in the run directory: temporary files, and the
+        files of a checkpoint whose .json was never written. Returns the names removed."""
+        removed = remove_temporaries(self.out_dir)
+        if os.path.isdir(self.out_dir):
+            for name in sorted(os.listdir(self.out_dir)):
+                base, suffix = os.path.splitext(os.path.join(self.out_dir, name))
+                if (
+                    name.startswith(PREFIX)
+                    and suffix in (".params", ".states")
+                    and not os.path.isfile(base + ".json")
+                ):
+                    os.remove(base + suffix)
+                    removed.append(name)
+        return removed
 
     def save(self, net, trainer, state):
-        """Write ckpt-<state['step']>.{params,states,json} atomically and prune old ones.
-        Returns the state with 'path' (the .json) added."""
+        """Write ckpt-<state['step']>.{params,states,json}, each checked and renamed into
+        place (the .json last), and prune old ones; a failed write removes the checkpoint's
+        files and raises. Returns the state with 'path' (the .json) added."""
         base = os.path.join(self.out_dir, _name(state["step"]))
-        atomic_save(net.save_parameters, base + ".params")
-        atomic_save(trainer.save_states, base + ".states")
         state = dict(state, path=base + ".json")
-        write_json(base + ".json", state)
+        try:
+            save_parameters(net, base + ".params")
+            atomic_save(trainer.save_states, base + ".states")
+            write_json(base + ".json", state)
+        except BaseException:
+            for suffix in reversed(SUFFIXES):  # .json first: stays consistent
+                if os.path.exists(base + suffix):
+                    os.remove(base + suffix)
+            raise
         self._prune()
         return state
 
     def save_best(self, net, state):
         """``best.params`` + ``best.json`` (the state, with the validation result)."""
-        atomic_save(net.save_parameters, os.path.join(self.out_dir, "best.params"))
+        save_parameters(net, os.path.join(self.out_dir, "best.params"))
         write_json(os.path.join(self.out_dir, "best.json"), state)
 
-    def resume_state(self, resume, info):
+    def resume_state(self, resume, info, is_root=True):
         """The state a run continues from, or None for a fresh start. ``resume`` is None (a
         fresh run: refused when this directory already holds checkpoints), ``'auto'`` (the
-        newest checkpoint here, None when there is none) or the path of a checkpoint. Its
-        ``RESUME_KEYS`` must equal this run's ``info``."""
+        newest checkpoint here that loads, None when there is none) or the path of a
+        checkpoint (an error if it is damaged). Its ``RESUME_KEYS`` must equal this run's
+        ``info``. Only the root worker (``is_root``) renames damaged checkpoints."""
         if resume is None:
             if self.complete():
                 raise UserError(
@@ -72,7 +117,13 @@ class Checkpoints:
                     "continue it, or choose another --out" % self.out_dir
                 )
             return None
-        state = self.latest() if resume == "auto" else read_state(resume)
+        if resume == "auto":
+            state = self.latest(rename_damaged=is_root)
+        else:
+            state = read_state(resume)
+            problem = damage(state["path"][: -len(".json")])
+            if problem is not None:
+                raise UserError("%s: %s; resume from another checkpoint" % (resume, problem))
         if state is not None:
             for key in RESUME_KEYS:
                 if state.get(key) != info[key]:
@@ -85,9 +136,29 @@ class Checkpoints:
 
     def _prune(self):
         for base in self.complete()[: -self.keep]:
-            for suffix in (".json", ".params", ".states"):  # .json first: stays consistent
+            for suffix in reversed(SUFFIXES):  # .json first: stays consistent
                 if os.path.exists(base + suffix):
                     os.remove(base + suffix)
+
+
+def damage(base):
+    """Why the checkpoint ``base`` (path without suffix) cannot be resumed from, or None:
+    its .json must parse, its .params load and its .states unpickle."""
+    try:
+        with open(base + ".json") as f:
+            json.load(f)
+    except ValueError as err:
+        return "not a checkpoint file (%s)" % err
+    try:
+        mx.nd.load(base + ".params")
+    except mx.base.MXNetError:
+        return "%s.params does not load" % os.path.basename(base)
+    try:
+        with open(base + ".states", "rb") as f:
+            pickle.load(f)  # our own file: the trainer states gluon pickles
+    except Exception as err:  # noqa: BLE001 - whatever unpickling a damaged file raises
+        return "%s.states does not load (%s)" % (os.path.basename(base), type(err).__name__)
+    return None
 
 
 def read_state(path):
@@ -110,7 +181,14 @@ def read_state(path):
 
 
 def restore(net, trainer, state):
-    """Load a checkpoint's network parameters and trainer states."""
+    """Load a checkpoint's network parameters and trainer states (one-line errors naming
+    the file when one does not load)."""
     base = state["path"][: -len(".json")]
     load_parameters(net, base + ".params")
-    trainer.load_states(base + ".states")
+    try:
+        trainer.load_states(base + ".states")
+    except Exception as err:  # noqa: BLE001 - unpickling a damaged file raises anything
+        raise UserError(
+            "%s.states: the trainer states do not load (%s: %s)"
+            % (base, type(err).__name__, str(err).splitlines()[0][:120])
+        ) from None

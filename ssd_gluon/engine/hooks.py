@@ -7,6 +7,8 @@ step; a hook may replace ``loop.batch``.
 import os
 import signal
 
+import mxnet as mx
+
 from ..utils.errors import UserError
 
 
@@ -25,7 +27,9 @@ class FaultInjector(Hook):
 
     ``spec`` (``scripts/train.py --inject``, hidden): comma-separated ``KIND@STEP[:RANK]``
     with KIND ``nan`` (the images of step STEP become NaN), ``term`` or ``kill`` (SIGTERM /
-    SIGKILL to this process after step STEP); ``:RANK`` limits an entry to that worker.
+    SIGKILL to this process after step STEP), ``stall`` (before step STEP, one long MXNet
+    operation of a few seconds, announced on stdout: the main thread sits in C code as in a
+    long training step); ``:RANK`` limits an entry to that worker.
     """
 
     SIGNALS = {"term": signal.SIGTERM, "kill": signal.SIGKILL}
@@ -35,16 +39,21 @@ class FaultInjector(Hook):
         for item in filter(None, spec.split(",")):
             kind, _, where = item.partition("@")
             step, _, only = where.partition(":")
-            if kind not in ("nan",) + tuple(self.SIGNALS) or not step.isdigit():
+            if kind not in ("nan", "stall") + tuple(self.SIGNALS) or not step.isdigit():
                 raise UserError(
-                    "--inject: bad fault %r (expected nan|term|kill@STEP[:RANK])" % item
+                    "--inject: bad fault %r (expected nan|stall|term|kill@STEP[:RANK])" % item
                 )
             if not only or int(only) == rank:
                 self.faults[kind] = int(step)
 
     def before_step(self, loop):
-        if self.faults.get("nan") == loop.position["step"] + 1:
+        step = loop.position["step"] + 1
+        if self.faults.get("nan") == step:
             loop.batch.data[0] = loop.batch.data[0] * float("nan")
+        if self.faults.get("stall") == step:
+            print("fault: stall before step %d" % step, flush=True)
+            big = mx.nd.ones((5000, 5000))
+            mx.nd.dot(big, big).wait_to_read()  # one C call of seconds on a CPU
 
     def after_step(self, loop):
         for kind, signum in self.SIGNALS.items():

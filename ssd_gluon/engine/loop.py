@@ -22,18 +22,39 @@ def epoch_seed(seed, epoch, rank):
 
 class StopSignals:
     """SIGTERM / SIGINT set a flag that the loop polls at step boundaries (it then writes a
-    checkpoint and stops); a second signal aborts at once."""
+    checkpoint and stops); a second signal aborts at once.
+
+    Python runs a handler once for signals that arrive while the interpreter is busy in C
+    code (an MXNet operator): two Ctrl-C a few milliseconds apart would read as one. The C
+    level writes one byte per delivery to the wakeup fd, so the handler counts the bytes
+    waiting in that pipe to see every signal received."""
 
     def __init__(self):
         self.signum = None
+        self._deliveries = None  # read end of the wakeup pipe
 
     def install(self):
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._deliveries = read
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, self._handle)
         return self
 
+    def _received(self):
+        """Signals delivered since the last call (at least the one being handled)."""
+        count = 0
+        while self._deliveries is not None:
+            try:
+                count += len(os.read(self._deliveries, 64))
+            except BlockingIOError:
+                break
+        return max(count, 1)
+
     def _handle(self, signum, frame):
-        if self.signum is not None:
+        if self.signum is not None or self._received() > 1:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return

@@ -8,12 +8,11 @@ Records of ``metrics.jsonl`` (one JSON object per line, ``type`` first):
     val    each validation:    epoch, step, mAP, per_class, images, seconds
 """
 
-import json
 import os
 import sys
 import time
 
-from ..utils.files import read_jsonl, rewrite_jsonl
+from ..utils.files import append_jsonl, read_jsonl, rewrite_jsonl
 
 
 def format_duration(seconds):
@@ -144,5 +143,4 @@ class Progress:
 
     def _write(self, record):
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(self.path, record)

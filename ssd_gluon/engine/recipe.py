@@ -97,8 +97,9 @@ def make_recipe(model, overrides, has_pretrained_base=False, from_scratch=False)
         if value is None:
             continue
         if field == "lr_steps" and isinstance(value, str):
-            value = tuple(float(s) for s in value.split(",") if s.strip())
+            value = _parse_lr_steps(value)
         setattr(recipe, field, value)
+    check_recipe(recipe)
     if recipe.needs_pretrained_base and not has_pretrained_base and not from_scratch:
         raise UserError(
             "%s is trained from an ImageNet VGG16: pass --pretrained-base "
@@ -106,6 +107,38 @@ def make_recipe(model, overrides, has_pretrained_base=False, from_scratch=False)
             "without it (expect far less than the paper's mAP)" % model
         )
     return recipe
+
+
+def _parse_lr_steps(text):
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UserError("--lr-steps: expected comma-separated fractions, got %r" % text) from None
+
+
+# The command line's flag and the rule of each numeric field (library callers that build a
+# TrainConfig get the same checks as the command line's argument types).
+_RULES = {
+    "epochs": ("--epochs", lambda v: v >= 1, "at least 1"),
+    "batch_size": ("--batch-size", lambda v: v >= 1, "at least 1"),
+    "lr": ("--lr", lambda v: v > 0, "above 0"),
+    "momentum": ("--momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "wd": ("--wd", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "warmup_epochs": ("--warmup-epochs", lambda v: v >= 0, "at least 0"),
+    "val_interval": ("--val-interval", lambda v: v >= 1, "at least 1"),
+}
+
+
+def check_recipe(recipe):
+    """A one-line error naming the flag of the first value out of its range."""
+    for field, (flag, ok, rule) in _RULES.items():
+        if not ok(getattr(recipe, field)):
+            raise UserError("%s must be %s, got %s" % (flag, rule, getattr(recipe, field)))
+    if not recipe.lr_steps or not all(0 < f <= 1 for f in recipe.lr_steps):
+        raise UserError(
+            "--lr-steps must be fractions of training in (0, 1], got %s"
+            % ",".join(map(str, recipe.lr_steps))
+        )
 
 
 def effective_lr(lr, batch_size, world_size):

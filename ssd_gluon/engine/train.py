@@ -8,6 +8,7 @@ under ``horovodrun`` (``Workers.from_env``), and writes ``config.json``, ``metri
 
 import dataclasses
 import os
+import sys
 from typing import Optional
 
 import mxnet as mx
@@ -15,11 +16,11 @@ import mxnet as mx
 from ..data.loader import train_iter, val_iter
 from ..data.records import check_rec, dataset_stats, read_classes, shard_sizes
 from ..model.predictor import SSDPredictor
-from ..model.weights import pretrained_base_file
+from ..model.weights import pretrained_base_file, save_parameters
 from ..model.zoo import get_model
 from ..utils import visualize
 from ..utils.errors import CheckFailedError, UserError
-from ..utils.files import atomic_save, read_jsonl, write_json
+from ..utils.files import output_folder, read_jsonl, write_json
 from . import recipe as recipes
 from .checkpoint import Checkpoints, restore
 from .distributed import Workers, is_shutdown_error
@@ -136,7 +137,7 @@ def train(cfg, hooks=()):
         epochs=recipe.epochs,
     )
     checkpoints = Checkpoints(cfg.out, keep=cfg.keep)
-    state = checkpoints.resume_state(cfg.resume, info)
+    state = checkpoints.resume_state(cfg.resume, info, workers.is_root)
     if state is not None:
         print(
             "resuming from %s (epoch %d, iteration %d, step %d)"
@@ -147,7 +148,13 @@ def train(cfg, hooks=()):
         print("no checkpoint in %s: starting from the beginning" % cfg.out)
     workers.broadcast_parameters(net.collect_params())
     if workers.is_root:
-        os.makedirs(cfg.out, exist_ok=True)
+        output_folder(cfg.out)
+        removed = checkpoints.clean()
+        if removed:
+            print(
+                "removed %d file(s) left by interrupted writes: %s"
+                % (len(removed), ", ".join(removed))
+            )
         write_config(cfg, recipe, info, lr, shape, net, ctx, state)
     loop = TrainLoop(
         net=net,
@@ -180,7 +187,7 @@ def train(cfg, hooks=()):
     run_loop(loop, state, cfg.out, workers)
     if workers.is_root:
         final = os.path.join(cfg.out, "final.params")
-        atomic_save(net.save_parameters, final)
+        save_parameters(net, final)
         print("final parameters: %s" % final)
     workers.finish()
     return net
@@ -201,7 +208,7 @@ def run_loop(loop, state, out_dir, workers):
         ) from None
     finally:
         if workers.is_root:
-            plot(out_dir)
+            plot(out_dir, quiet=sys.exc_info()[0] is not None)
 
 
 def make_val_fn(cfg, net, shape, ctx, workers):
@@ -262,8 +269,15 @@ def write_config(cfg, recipe, info, lr, shape, net, ctx, state):
     )
 
 
-def plot(out_dir):
-    """curves.png from metrics.jsonl, when there is something to plot."""
+def plot(out_dir, quiet=False):
+    """curves.png from metrics.jsonl, when there is something to plot. ``quiet`` (the run is
+    ending on an error): a failure to draw is a warning, so that it cannot hide that error."""
     records = read_jsonl(os.path.join(out_dir, "metrics.jsonl"))
-    if any(r.get("type") in ("train", "val") for r in records):
+    if not any(r.get("type") in ("train", "val") for r in records):
+        return
+    try:
         visualize.plot_training(records, os.path.join(out_dir, "curves.png"))
+    except UserError as err:
+        if not quiet:
+            raise
+        print("warning: %s" % err, file=sys.stderr)

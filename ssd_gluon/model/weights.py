@@ -7,6 +7,7 @@ import re
 import mxnet as mx
 
 from ..utils.errors import CheckFailedError, MissingFileError, UserError
+from ..utils.files import atomic_save
 
 # gluoncv structured parameter names -> ours. The two trees differ only in naming.
 _GLUONCV_RENAMES = [
@@ -46,7 +47,7 @@ def _check_file(filename):
         return mx.nd.load(filename)
     except mx.base.MXNetError as err:
         raise UserError(
-            "%s: not an MXNet parameter file (%s)" % (filename, str(err).splitlines()[0])
+            "%s: not an MXNet parameter file (%s)" % (filename, _last_line(err))
         ) from None
 
 
@@ -72,6 +73,36 @@ def _assign(params, arrays, filename, allow_missing=False):
         p.shape = arr.shape
         # Initializes a deferred parameter with these values (no public API in Gluon 1.x).
         p._load_init(arr, mx.cpu())
+
+
+def save_parameters(net, path):
+    """``net.save_parameters(path)``, complete or absent: written under a temporary name,
+    read back, then renamed (MXNet reports a short write with a multi-line error, and a
+    failed close not at all). A failure is a one-line CheckFailedError naming ``path``."""
+
+    def save(tmp):
+        try:
+            net.save_parameters(tmp)
+        except mx.base.MXNetError as err:
+            raise CheckFailedError(
+                "%s: could not be written (%s)" % (path, _last_line(err))
+            ) from None
+
+    def check(tmp):
+        try:
+            mx.nd.load(tmp)
+        except mx.base.MXNetError as err:
+            raise CheckFailedError(
+                "%s: written incompletely (%s)" % (path, _last_line(err))
+            ) from None
+
+    atomic_save(save, path, check)
+
+
+def _last_line(err):
+    """The informative line of an MXNet error (its text starts with a traceback header)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (lines or [type(err).__name__])[-1][:200]
 
 
 def load_gluoncv_parameters(net, filename):

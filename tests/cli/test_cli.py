@@ -304,3 +304,131 @@ def test_user_errors_are_one_line_and_other_errors_keep_their_traceback(monkeypa
     with pytest.raises(mx.base.MXNetError):
         _run_cli_main(monkeypatch, internal)
     assert "error:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "script, argv, flag",
+    [
+        ("scripts/eval_voc.py", ["--rec", "x.rec", "--batch-size", "0"], "--batch-size"),
+        ("scripts/eval_voc.py", ["--rec", "x.rec", "--threads", "0"], "--threads"),
+        ("scripts/train.py", ["--val-batch-size", "0"], "--val-batch-size"),
+        ("scripts/train.py", ["--batch-size", "-4"], "--batch-size"),
+        ("scripts/train.py", ["--epochs", "0"], "--epochs"),
+        ("scripts/train.py", ["--lr", "0"], "--lr"),
+        ("scripts/train.py", ["--lr", "nan"], "--lr"),
+        ("scripts/train.py", ["--threads", "0"], "--threads"),
+        ("scripts/detect.py", ["--images", "x.jpg", "--thresh", "1.5"], "--thresh"),
+        (
+            "scripts/export_symbol.py",
+            ["--model", "m", "--params", "p", "--nms-thresh", "0"],
+            "--nms-thresh",
+        ),
+        ("data/show_augmentation.py", ["--rec", "x.rec", "--num", "0"], "--num"),
+    ],
+)
+def test_numbers_are_checked_where_they_are_typed(tmp_path, script, argv, flag):
+    """One line naming the flag, exit 2 (a usage error), before anything runs or is written."""
+    if script == "scripts/train.py":
+        argv = ["--model", "ssd_demo", "--train", "x.rec"] + argv
+    proc = run_cli(script, *argv, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: argument %s: " % flag), lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_conflicts_name_the_flags(sample_dir, tmp_path):
+    argv = ["--model", "ssd_300_vgg16_atrous_voc", "--from-scratch", "--epochs", "1"]
+    proc = run_cli(
+        "scripts/train.py",
+        *argv,
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert_one_line_error(proc, "warm-up", "--warmup-epochs", "--epochs", "--lr-steps")
+    proc = run_cli(
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--lr-steps",
+        "0.5,2",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert_one_line_error(proc, "--lr-steps must be fractions of training in (0, 1]")
+
+
+def test_detect_never_overwrites_inputs_nor_collides(demo_params, tmp_path):
+    """Inputs one.jpg and one.png in the output folder: refused, then with --out-with-inputs
+    two distinct drawings appear and both inputs stay as they were."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = np.random.RandomState(0).randint(0, 255, (80, 90, 3)).astype(np.uint8)
+    cv2.imwrite(str(folder / "one.jpg"), img)
+    cv2.imwrite(str(folder / "one.png"), img)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    argv = ["--model", "ssd_demo", "--params", demo_params, "--images", str(folder)]
+    assert_one_line_error(
+        run_cli("scripts/detect.py", *argv, "--out", str(folder)),
+        "holds input images",
+        "--out-with-inputs",
+    )
+    proc = run_cli("scripts/detect.py", *argv, "--out", str(folder), "--out-with-inputs")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all((folder / n).read_bytes() == b for n, b in before.items())
+    assert {"one_jpg.png", "one_png.png"} <= {p.name for p in folder.iterdir()}
+    assert len(json.load(open(folder / "detections.json"))) == 2
+
+
+@pytest.mark.parametrize("script", ["train", "eval", "detect", "augment"])
+def test_unwritable_out_is_one_line(sample_dir, demo_params, tmp_path, script):
+    """--out pointing at an existing file (a folder is expected) or below it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rec = str(sample_dir / "test.rec")
+    commands = {
+        "train": [
+            "scripts/train.py",
+            "--model",
+            "ssd_demo",
+            "--train",
+            rec,
+            "--epochs",
+            "3",
+            "--out",
+            str(blocker),
+        ],
+        "eval": [
+            "scripts/eval_voc.py",
+            "--model",
+            "ssd_demo",
+            "--params",
+            demo_params,
+            "--rec",
+            rec,
+            "--out",
+            str(blocker / "eval.json"),
+        ],
+        "detect": [
+            "scripts/detect.py",
+            "--model",
+            "ssd_demo",
+            "--params",
+            demo_params,
+            "--images",
+            str(sample_dir / "VOCsample" / "JPEGImages" / "002000.jpg"),
+            "--out",
+            str(blocker),
+        ],
+        "augment": ["data/show_augmentation.py", "--rec", rec, "--out", str(blocker / "aug.png")],
+    }
+    proc = run_cli(*commands[script])
+    assert_one_line_error(proc, str(blocker))
+    assert blocker.read_text() == "not a folder"

@@ -15,7 +15,7 @@ from ssd_gluon.data import pack_voc as voc
 from ssd_gluon.data.classes import VOC_CLASSES
 from ssd_gluon.data.pack_voc import PackError, pack_voc, parse_annotation, read_image_set
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "data" / "pack_voc.py"
@@ -290,7 +290,8 @@ def test_cli_strict_error_exits_1_without_partial_output(tmp_path):
     assert_no_tmp(tmp_path)
 
 
-def test_missing_jpeg_and_unknown_class(tmp_path, capsys):
+def missing_and_alien_tree(tmp_path):
+    """000001 (good), nojpeg (no JPEG), alien (a dog and a 'unicorn'), ghost (no files)."""
     root = tmp_path / "VOCdevkit"
     write_voc(
         root,
@@ -312,7 +313,13 @@ def test_missing_jpeg_and_unknown_class(tmp_path, capsys):
     (root / "VOCsample" / "ImageSets" / "Main" / "train.txt").write_text(
         "000001\nnojpeg\nalien\nghost\n"
     )  # 'ghost' is listed but has no files at all
-    summary = pack(root, tmp_path / "out" / "train")
+    return root
+
+
+def test_missing_jpeg_and_unknown_class_skip(tmp_path, capsys):
+    # other_classes="skip" is the old default: the image with a 'unicorn' is a skipped item
+    root = missing_and_alien_tree(tmp_path)
+    summary = pack(root, tmp_path / "out" / "train", other_classes="skip")
     err = capsys.readouterr().err.strip().splitlines()
     ann, jpg = root / "VOCsample" / "Annotations", root / "VOCsample" / "JPEGImages"
     assert err == [
@@ -326,12 +333,150 @@ def test_missing_jpeg_and_unknown_class(tmp_path, capsys):
         "unknown class": 1,
         "missing annotation": 1,
     }
+    assert summary.ignored_objects == {}
     text = summary.format()
     assert "skipped images: 3" in text and "unknown class: 1" in text
+    # each skip was printed once on stderr; the summary counts them but does not repeat them
+    assert not any(line in text for line in err)
+    assert "not in the list" not in text
+    listed = summary.format(max_items=1).splitlines()
+    assert listed[-2:] == [f"  {err[0]}", "  ... and 2 more"]
+    with pytest.raises(PackError, match="nojpeg.jpg: image file not found"):
+        pack(root, tmp_path / "strict" / "train", strict=True, other_classes="skip")
+    assert output_files(tmp_path / "strict" / "train") == []
+    assert_no_tmp(tmp_path)
+
+
+def test_missing_jpeg_and_unknown_class_default_drops_the_object(tmp_path, capsys):
+    root = missing_and_alien_tree(tmp_path)
+    prefix = tmp_path / "out" / "train"
+    summary = pack(root, prefix)
+    err = capsys.readouterr().err.strip().splitlines()
+    ann, jpg = root / "VOCsample" / "Annotations", root / "VOCsample" / "JPEGImages"
+    assert err == [
+        f"{jpg / 'nojpeg.jpg'}: image file not found",
+        f"{ann / 'ghost.xml'}: annotation file not found",
+    ]
+    assert summary.images == 2 and summary.objects["dog"] == 2
+    assert summary.ignored_objects == {"unicorn": 1}
+    assert summary.skipped_by_reason() == {"missing image": 1, "missing annotation": 1}
+    text = summary.format()
+    assert "skipped images: 2" in text
+    assert "objects of classes not in the list, dropped: unicorn 1" in text.splitlines()
+    (_, first), (_, alien) = read_records(prefix)
+    np.testing.assert_array_equal(
+        mx.recordio.unpack(alien)[0].label[4:].reshape(-1, 6),
+        np.float32([[VOC_CLASSES.index("dog"), 1 / 40, 1 / 30, 19 / 40, 19 / 30, 0]]),
+    )
+    # --strict still stops at the first bad item, here the missing JPEG before the unicorn
     with pytest.raises(PackError, match="nojpeg.jpg: image file not found"):
         pack(root, tmp_path / "strict" / "train", strict=True)
     assert output_files(tmp_path / "strict" / "train") == []
     assert_no_tmp(tmp_path)
+
+
+# ----------------------------------------------------------------------------- class subsets
+SUBSET = ("dog", "person")  # GOOD also holds car, tvmonitor, aeroplane
+ONLY_CATS = {"id": "cats", "size": (40, 30), "objects": [("cat", 2, 2, 9, 9, 0)] * 2}
+
+
+def subset_tree(tmp_path):
+    root = tmp_path / "VOCdevkit"
+    write_voc(root, GOOD + [ONLY_CATS])
+    return root
+
+
+def kept_rows(item, class_names):
+    """expected_rows of ``item`` restricted to ``class_names`` (re-indexed)."""
+    kept = [o for o in item["objects"] if o[0] in class_names]
+    return expected_rows(dict(item, objects=kept), class_names)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_class_subset_keeps_images_and_drops_other_objects(tmp_path, capsys, workers):
+    root = subset_tree(tmp_path)
+    prefix = tmp_path / "out" / "train"
+    summary = pack(root, prefix, class_names=SUBSET, num_workers=workers)
+
+    # every GOOD image holds a dog or a person: all kept, with only those objects
+    assert summary.images == 3
+    assert summary.objects == {"dog": 2, "person": 1} and summary.difficult == 1
+    assert summary.ignored_objects == {"car": 1, "tvmonitor": 1, "aeroplane": 1, "cat": 2}
+    records = read_records(prefix)
+    assert len(records) == 3
+    for (_, raw), item in zip(records, GOOD):
+        label = mx.recordio.unpack(raw)[0].label
+        rows = label[4:].reshape(-1, 6)
+        assert set(rows[:, 0].astype(int)) <= {0, 1}  # dog = 0, person = 1
+        np.testing.assert_array_equal(rows, kept_rows(item, SUBSET))
+        assert label[2:4].tolist() == list(item["size"])
+    assert Path(f"{prefix}.classes.txt").read_text() == "dog\nperson\n"
+
+    # the image left with nothing is skipped, reported exactly once
+    cats_xml = root / "VOCsample" / "Annotations" / "cats.xml"
+    message = f"{cats_xml}: no usable objects (only classes not in the list: cat 2)"
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    assert [(s.path, s.reason, s.message) for s in summary.skipped] == [
+        (str(cats_xml), "no usable objects", message)
+    ]
+    text = summary.format().splitlines()
+    assert (
+        "objects of classes not in the list, dropped: cat 2, aeroplane 1, car 1, tvmonitor 1"
+        in text
+    )
+    assert "skipped images: 1 (no usable objects: 1)" in text and message not in "\n".join(text)
+    assert_no_tmp(tmp_path)
+
+
+def test_class_subset_skip_leaves_out_images_with_other_classes(tmp_path, capsys):
+    root = subset_tree(tmp_path)
+    prefix = tmp_path / "out" / "train"
+    for strict in (False, True):  # a chosen filter, not a bad item: --strict does not stop it
+        summary = pack(root, prefix, class_names=SUBSET, other_classes="skip", strict=strict)
+        ann = root / "VOCsample" / "Annotations"
+        expected = [
+            f"{ann / '000002.xml'}: unknown class 'car' (object 1)",
+            f"{ann / '000003.xml'}: unknown class 'tvmonitor' (object 0)",
+            f"{ann / 'cats.xml'}: unknown class 'cat' (object 0)",
+        ]
+        assert capsys.readouterr().err.strip().splitlines() == expected
+        assert summary.images == 1 and summary.objects == {"dog": 1, "person": 0}
+        assert summary.ignored_objects == {}
+        assert [s.message for s in summary.skipped] == expected
+        assert summary.skipped_by_reason() == {"unknown class": 3}
+        ((_, raw),) = read_records(prefix)
+        np.testing.assert_array_equal(
+            mx.recordio.unpack(raw)[0].label[4:].reshape(-1, 6), kept_rows(GOOD[0], SUBSET)
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(other_classes="error"), dict(strict=True), dict(other_classes="error", strict=True)],
+)
+def test_class_subset_error_stops_at_the_first_other_class(tmp_path, capsys, kwargs):
+    root = subset_tree(tmp_path)
+    prefix = tmp_path / "out" / "train"
+    with pytest.raises(PackError) as info:
+        pack(root, prefix, class_names=SUBSET, **kwargs)
+    xml = root / "VOCsample" / "Annotations" / "000002.xml"
+    assert str(info.value) == f"{xml}: unknown class 'car' (object 1)"
+    assert info.value.kind == "unknown class"
+    assert capsys.readouterr().err == ""
+    assert output_files(prefix) == []
+    assert_no_tmp(tmp_path)
+
+
+def test_strict_with_explicit_drop_packs_the_subset(tmp_path):
+    root = subset_tree(tmp_path)
+    summary = pack(root, tmp_path / "train", class_names=SUBSET, strict=True, other_classes="drop")
+    assert summary.images == 3 and summary.ignored_objects["cat"] == 2
+
+
+def test_bad_other_classes_value(good_tree, tmp_path):
+    with pytest.raises(ValueError, match="other_classes must be one of drop, skip, error"):
+        pack(good_tree, tmp_path / "train", other_classes="keep")
+    assert not (tmp_path / "train.rec").exists()
 
 
 def test_unreadable_jpeg_and_size_mismatch(tmp_path, capsys):
@@ -437,8 +582,17 @@ def test_parse_annotation_errors(tmp_path):
     with pytest.raises(PackError, match="unknown class 'person'") as info:
         parse_annotation(str(path), ("dog", "cat"))
     assert info.value.kind == "unknown class" and info.value.path == str(path)
+    with pytest.raises(PackError, match="unknown class 'person'"):
+        parse_annotation(str(path), ("dog", "cat"), other_classes="skip")
     ann = parse_annotation(str(path), ("dog", "person"))
     np.testing.assert_array_equal(ann.objects, np.float32([[1, 0, 0, 8 / 40, 8 / 30, 0]]))
+    assert ann.ignored == {}
+    path.write_text(voc_xml(40, 30, [("person", 1, 1, 9, 9, 0), ("dog", 2, 2, 9, 9, 0)] * 2))
+    ann = parse_annotation(str(path), ("cat", "dog"), other_classes="drop")
+    assert ann.ignored == {"person": 2}
+    np.testing.assert_array_equal(
+        ann.objects, np.float32([[1, 1 / 40, 1 / 30, 8 / 40, 8 / 30, 0]] * 2)
+    )
 
 
 def test_read_image_set(tmp_path):
@@ -481,6 +635,48 @@ def test_cli_main_with_class_file_and_summary(tmp_path):
     assert Path(f"{prefix}.classes.txt").read_text() == "person\ndog\ncar\n"
     (_, raw), _ = read_records(prefix)
     assert mx.recordio.unpack(raw)[0].label[4] == 1  # 'dog' is index 1 in this class list
+
+
+def test_cli_class_subset_reports_each_skip_once(tmp_path):
+    root = subset_tree(tmp_path)
+    ann = root / "VOCsample" / "Annotations"
+    common = ["--voc-root", root, "--sets", "sample-train", "--classes", "dog,person"]
+    common += ["--workers", "0"]  # progress bar on: tqdm.write must not duplicate lines
+
+    proc = pack_cli(*common, "--out", tmp_path / "drop" / "t")
+    assert proc.returncode == 0, proc.stderr
+    assert "packed 3 images" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert (
+        "objects of classes not in the list, dropped: cat 2, aeroplane 1, car 1, tvmonitor 1"
+        in lines
+    )
+    assert "skipped images: 1 (no usable objects: 1)" in lines
+    assert (proc.stdout + proc.stderr).count(str(ann / "cats.xml")) == 1
+    assert len(read_records(tmp_path / "drop" / "t")) == 3
+
+    proc = pack_cli(*common, "--other-classes", "skip", "--out", tmp_path / "skip" / "t")
+    assert proc.returncode == 0, proc.stderr
+    assert "packed 1 images" in proc.stdout and "unknown class: 3" in proc.stdout
+    for name in ("000002.xml", "000003.xml", "cats.xml"):
+        assert (proc.stdout + proc.stderr).count(str(ann / name)) == 1, name
+        assert f"{ann / name}: unknown class" in proc.stderr
+
+    # --strict alone: an out-of-list class is a bad item, and the error says how to keep going
+    proc = pack_cli(*common, "--strict", "--out", tmp_path / "strict" / "t")
+    assert_one_line_error(
+        proc, str(ann / "000002.xml"), "unknown class 'car'", "--other-classes drop"
+    )
+    assert not (tmp_path / "strict").exists() or output_files(tmp_path / "strict" / "t") == []
+
+
+def test_cli_other_classes_choices(tmp_path):
+    proc = pack_cli(
+        "--voc-root", tmp_path, "--sets", "a-b", "--out", tmp_path / "x", "--other-classes", "keep"
+    )
+    assert proc.returncode == 2 and "invalid choice: 'keep'" in proc.stderr
+    help_text = pack_cli("--help").stdout
+    assert "--other-classes {drop,skip,error}" in help_text
 
 
 @pytest.mark.parametrize(

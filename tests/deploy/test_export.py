@@ -12,7 +12,7 @@ from ssd_gluon.deploy.normalize import deploy_block
 from ssd_gluon.deploy.symbol import check_input_size, export_detector, load_exported
 from ssd_gluon.deploy.verify import verify_export
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def trained_like_params(tmp_path):
 def test_export_round_trip_in_fresh_process(trained_like_params, tmp_path):
     net, _ = trained_like_params
     prefix = str(tmp_path / "exp" / "ssd_demo")
-    sym, params = export_detector(net, prefix, 96)
+    sym, params, _ = export_detector(net, prefix, 96, verify=False)
     assert os.path.isfile(sym) and os.path.isfile(params)
     assert sorted(os.listdir(tmp_path / "exp")) == [
         "ssd_demo-0000.params",
@@ -79,10 +79,34 @@ def test_export_cli_wrong_params_is_one_line_error(tmp_path):
     assert not list(tmp_path.glob("x-*"))
 
 
+def test_export_appears_only_when_verified(trained_like_params, tmp_path):
+    """An export whose check in the fresh process fails leaves no file behind (the fresh
+    process finds a broken mxnet first on its PYTHONPATH) and is a one-line error."""
+    _, params = trained_like_params
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "mxnet.py").write_text("raise ImportError('mxnet broken by the test')\n")
+    out = tmp_path / "exp"
+    argv = ["--model", "ssd_demo", "--params", params, "--out", str(out / "demo")]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The exporting process sets PYTHONPATH after its own start: only the process it launches
+    # for the check imports the broken mxnet.
+    code = (
+        "import os, runpy, sys; os.environ['PYTHONPATH'] = %r; "
+        "sys.argv = ['export_symbol.py'] + %r; "
+        "runpy.run_path('scripts/export_symbol.py', run_name='__main__')" % (str(fake), argv)
+    )
+    proc = run_cli("-c", code, env=env)
+    assert_one_line_error(
+        proc, "demo-symbol.json: reloading in a fresh process failed", "mxnet broken by the test"
+    )
+    assert os.listdir(out) == []
+
+
 def test_uint8_input_export_equals_float32(trained_like_params, tmp_path):
     net, _ = trained_like_params
     prefix = str(tmp_path / "u8" / "ssd_demo")
-    export_detector(net, prefix, 96, input_dtype="uint8")
+    export_detector(net, prefix, 96, input_dtype="uint8", verify=False)
     assert verify_export(net, prefix, 96, input_dtype="uint8") > 0
     block, meta = load_exported(prefix)
     assert meta["input_dtype"] == "uint8" and meta["data_shape"] == 96
@@ -97,7 +121,7 @@ def test_uint8_input_export_equals_float32(trained_like_params, tmp_path):
 def test_exported_files_errors(trained_like_params, tmp_path):
     net, _ = trained_like_params
     prefix = str(tmp_path / "e" / "m")
-    export_detector(net, prefix, 96)
+    export_detector(net, prefix, 96, verify=False)
     _, meta = load_exported(prefix)
     with pytest.raises(ValueError, match=r"m-symbol.json: exported for 96x96 input, not 128x128"):
         check_input_size(meta, prefix, 128)

@@ -4,6 +4,8 @@ disjoint shards, rank 0 alone writes, gathered validation, a dead rank)."""
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -17,39 +19,35 @@ from ssd_gluon.data.records import HEADER_WIDTH
 from ssd_gluon.engine.evaluate import evaluate
 from ssd_gluon.utils.files import read_jsonl
 
-from conftest import assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli
 
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
-def train_cli(sample_dir, out, *extra, epochs=2):
-    """Deterministic ssd_demo run: 1 decode thread (augmentation draws in a fixed order)."""
-    return run_cli(
+# Deterministic ssd_demo runs: 1 decode thread (augmentation draws in a fixed order).
+DETERMINISTIC = (
+    "--model ssd_demo --batch-size 8 --optimizer sgd --lr 0.02 --augment paper "
+    "--log-interval 4 --threads 1 --ops builtin"
+).split()
+
+
+def train_argv(sample_dir, out, *extra, epochs=2):
+    """scripts/train.py and its arguments for a deterministic run."""
+    return [
         "scripts/train.py",
-        "--model",
-        "ssd_demo",
+        *DETERMINISTIC,
         "--train",
         str(sample_dir / "train.rec"),
         "--epochs",
         str(epochs),
-        "--batch-size",
-        "8",
-        "--optimizer",
-        "sgd",
-        "--lr",
-        "0.02",
-        "--augment",
-        "paper",
-        "--log-interval",
-        "4",
-        "--threads",
-        "1",
-        "--ops",
-        "builtin",
         "--out",
         str(out),
         *extra,
-    )
+    ]
+
+
+def train_cli(sample_dir, out, *extra, epochs=2):
+    return run_cli(*train_argv(sample_dir, out, *extra, epochs=epochs))
 
 
 def load(path):
@@ -145,6 +143,29 @@ def test_resume_after_sigterm_and_sigkill_equals_uninterrupted_run(sample_dir, t
         ]
 
     assert losses(b) == losses(tmp_path / "a")
+
+
+def test_second_ctrl_c_during_a_long_step_aborts(sample_dir, tmp_path):
+    """Two SIGINTs 0.2 s apart while the main thread sits in one long MXNet call (a step of
+    a big model on a CPU takes seconds): Python runs its handler once for both, but the run
+    counts the deliveries and aborts instead of taking them for one checkpoint request."""
+    argv = train_argv(sample_dir, tmp_path / "cc", "--inject", "stall@3", epochs=50)
+    proc = subprocess.Popen(
+        [sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for line in proc.stdout:  # the stall is announced, then lasts seconds
+            if line.startswith("fault: stall"):
+                break
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGINT, stdout
+    assert "stopped by SIGINT" not in stdout
 
 
 def test_nan_loss_stops_and_names_the_last_good_checkpoint(sample_dir, tmp_path):

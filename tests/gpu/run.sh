@@ -10,12 +10,9 @@ PYTHON="${PYTHON:-python3}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# Compile for this machine's GPU only (faster, and covers GPUs newer than the default list).
-if [[ -z "${SSD_CUDA_ARCHS:-}" ]] && command -v nvidia-smi >/dev/null; then
-  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')" || cap=""
-  if [[ "$cap" =~ ^[0-9]+$ ]]; then export SSD_CUDA_ARCHS="$cap"; fi
-fi
-echo "building kernels (SSD_CUDA_ARCHS=${SSD_CUDA_ARCHS:-default})"
+# Without SSD_CUDA_ARCHS, ops/build.py compiles for this machine's GPUs (nvidia-smi) and
+# prints the architectures it chose.
+echo "building kernels"
 start=$(date +%s)
 SSD_WITH_CUDA=1 "$PYTHON" "$ROOT/ops/build.py" --kernels-only --out "$WORK/libssd_kernels.so"
 echo "build: $(( $(date +%s) - start )) s"
