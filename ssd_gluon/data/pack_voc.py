@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.errors import UserError
+from ..utils.files import sync_file
 from .classes import VOC_CLASSES, check_class_names
 from .records import OBJECT_WIDTH, OUTPUT_SUFFIXES, make_label
 
@@ -346,7 +347,10 @@ class _Writer:
     def write(self, img_rel, label, jpeg):
         """Append one record (index = running count) and its .lst line."""
         header = mx.recordio.IRHeader(0, label, self.count, 0)
-        self.record.write_idx(self.count, mx.recordio.pack(header, jpeg))
+        try:
+            self.record.write_idx(self.count, mx.recordio.pack(header, jpeg))
+        except mx.base.MXNetError as err:  # a short write (full disk), in MXNet's words
+            raise self._failed(err) from None
         values = "\t".join(_format_value(v) for v in label)
         self.lst.write(f"{self.count}\t{values}\t{img_rel}\n")
         self.count += 1
@@ -357,9 +361,27 @@ class _Writer:
         if self.lst is not None:
             self.lst.close()
 
+    def _failed(self, err):
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        return PackError(
+            self.final[".rec"], "could not be written (%s)" % lines[-1][:200], "write failed"
+        )
+
     def commit(self):
-        """Close and rename every temporary into place (.rec last); return the final paths."""
+        """Close, check that the .rec holds every byte written (MXNet's writer does not
+        report a failed close), flush everything to disk and rename every temporary into
+        place (.rec last); return the final paths."""
+        written = self.record.tell()
         self._close()
+        if os.path.getsize(self.tmp[".rec"]) != written:
+            raise PackError(
+                self.final[".rec"],
+                "could not be written (%d of %d bytes on disk)"
+                % (os.path.getsize(self.tmp[".rec"]), written),
+                "write failed",
+            )
+        for path in self.tmp.values():
+            sync_file(path)
         for suffix in (".classes.txt", ".lst", ".idx", ".rec"):
             os.replace(self.tmp[suffix], self.final[suffix])
         return dict(self.final)

@@ -79,7 +79,11 @@ def export_detector(
 
 def load_exported(prefix, ctx=None):
     """(SymbolBlock, meta) of files written by ``export_detector``; loads the operator
-    library when the graph needs it. One-line errors name the missing or broken file."""
+    library when the graph needs it. One-line errors name the missing or broken file. The
+    name of one of the files (``PREFIX-symbol.json``) is taken for its PREFIX."""
+    for suffix in EXPORT_SUFFIXES:
+        if prefix.endswith(suffix):
+            prefix = prefix[: -len(suffix)]
     for suffix in EXPORT_SUFFIXES:
         if not os.path.isfile(prefix + suffix):
             raise MissingFileError("%s%s: exported file not found" % (prefix, suffix))
@@ -92,6 +96,13 @@ def load_exported(prefix, ctx=None):
             ) from None
     if meta.get("ops") == "custom":
         ops.load()
+    try:
+        mx.nd.load(prefix + "-0000.params")
+    except mx.base.MXNetError as err:
+        raise UserError(
+            "%s-0000.params: the exported parameters do not load (%s); export again"
+            % (prefix, str(err).strip().splitlines()[-1][:200])
+        ) from None
     try:
         block = mx.gluon.SymbolBlock.imports(
             prefix + "-symbol.json", ["data"], prefix + "-0000.params", ctx=ctx or mx.cpu()

@@ -14,6 +14,20 @@ from ..utils.files import atomic_save, remove_temporaries, write_json
 # What a checkpoint must share with the run that resumes it: the same model, batches and
 # workers (the iterators, the schedule and the shards depend on them).
 RESUME_KEYS = ("model", "batch_size", "world_size", "iters_per_epoch")
+# The recipe values the optimizer state and the lr schedule in a checkpoint were built from
+# (``info['schedule']``), with their flags. A resume may change those of the lr schedule
+# (``changed_schedule``: the run then installs a schedule built from the new values), not
+# those of the optimizer state.
+SCHEDULE_FLAGS = {
+    "optimizer": "--optimizer",
+    "lr": "--lr",
+    "momentum": "--momentum",
+    "wd": "--wd",
+    "epochs": "--epochs",
+    "warmup_epochs": "--warmup-epochs",
+    "lr_steps": "--lr-steps",
+}
+FIXED_ON_RESUME = ("optimizer", "momentum", "wd")
 
 
 # Training checkpoints: ckpt-<step>.params (network), .states (trainer: optimizer states and
@@ -81,11 +95,15 @@ class Checkpoints:
                     removed.append(name)
         return removed
 
+    def path(self, step):
+        """The .json path of the checkpoint of ``step`` (on every worker, written by one)."""
+        return os.path.join(self.out_dir, _name(step) + ".json")
+
     def save(self, net, trainer, state):
         """Write ckpt-<state['step']>.{params,states,json}, each checked and renamed into
         place (the .json last), and prune old ones; a failed write removes the checkpoint's
         files and raises. Returns the state with 'path' (the .json) added."""
-        base = os.path.join(self.out_dir, _name(state["step"]))
+        base = self.path(state["step"])[: -len(".json")]
         state = dict(state, path=base + ".json")
         try:
             save_parameters(net, base + ".params")
@@ -132,6 +150,7 @@ class Checkpoints:
                         "resume with the same settings"
                         % (state["path"], key, state.get(key), key, info[key])
                     )
+            _check_schedule(state, info)
         return state
 
     def _prune(self):
@@ -139,6 +158,34 @@ class Checkpoints:
             for suffix in reversed(SUFFIXES):  # .json first: stays consistent
                 if os.path.exists(base + suffix):
                     os.remove(base + suffix)
+
+
+def changed_schedule(state, info):
+    """The SCHEDULE_FLAGS fields whose values differ between a checkpoint and this run."""
+    old, new = state.get("schedule") or {}, info.get("schedule") or {}
+    return [k for k in SCHEDULE_FLAGS if k in old and k in new and old[k] != new[k]]
+
+
+def describe(settings, fields):
+    """'--lr 0.02, --epochs 3' for ``fields`` of a schedule dict."""
+    return ", ".join("%s %s" % (SCHEDULE_FLAGS[k], _text(settings[k])) for k in fields)
+
+
+def _check_schedule(state, info):
+    """Refuse a resume that changes what the checkpoint's optimizer state was built from
+    (the optimizer, its momentum and weight decay): the state cannot follow."""
+    fixed = [k for k in changed_schedule(state, info) if k in FIXED_ON_RESUME]
+    if fixed:
+        raise UserError(
+            "%s: written by a run with %s; this run has %s: the checkpoint's optimizer state "
+            "belongs to the first; resume with those values, or start a new run in another "
+            "--out"
+            % (state["path"], describe(state["schedule"], fixed), describe(info["schedule"], fixed))
+        )
+
+
+def _text(value):
+    return ",".join("%g" % v for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def damage(base):

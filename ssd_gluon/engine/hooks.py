@@ -6,6 +6,7 @@ step; a hook may replace ``loop.batch``.
 
 import os
 import signal
+import time
 
 import mxnet as mx
 
@@ -20,6 +21,20 @@ class Hook:
 
     def after_step(self, loop):
         pass
+
+
+def stall(seconds):
+    """One MXNet call of about ``seconds`` (a matrix product sized from a timed small one):
+    the main thread sits in C code, as in a long training step. Announced on stdout."""
+    small = mx.nd.ones((500, 500))
+    mx.nd.dot(small, small).wait_to_read()  # warm up
+    t0 = time.perf_counter()
+    mx.nd.dot(small, small).wait_to_read()
+    ratio = seconds / max(time.perf_counter() - t0, 1e-6)
+    side = int(min(8000, 500 * ratio ** (1 / 3)))  # the product's cost grows as side**3
+    big = mx.nd.ones((side, side))
+    print("fault: stall of about %.0f s" % seconds, flush=True)
+    mx.nd.dot(big, big).wait_to_read()
 
 
 class FaultInjector(Hook):
@@ -51,9 +66,7 @@ class FaultInjector(Hook):
         if self.faults.get("nan") == step:
             loop.batch.data[0] = loop.batch.data[0] * float("nan")
         if self.faults.get("stall") == step:
-            print("fault: stall before step %d" % step, flush=True)
-            big = mx.nd.ones((5000, 5000))
-            mx.nd.dot(big, big).wait_to_read()  # one C call of seconds on a CPU
+            stall(seconds=3.0)
 
     def after_step(self, loop):
         for kind, signum in self.SIGNALS.items():

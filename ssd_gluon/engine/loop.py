@@ -11,7 +11,7 @@ import mxnet as mx
 
 from ..data.records import split_label
 from ..model.weights import structured_params
-from ..utils.errors import DivergedError
+from ..utils.errors import CheckFailedError, DivergedError, UserError
 
 
 def epoch_seed(seed, epoch, rank):
@@ -86,8 +86,8 @@ class TrainLoop:
     - the losses (and the parameters' norm) are read back only every ``log_interval``
       iterations and at each epoch end; a NaN/inf there, on any worker, stops the run naming
       the iteration and the last good checkpoint;
-    - a signal (``signals``) makes every worker stop at the same step and rank 0 write a
-      checkpoint (workers agree at the next log interval; a single process at once);
+    - a signal (``signals``) makes every worker stop at the next step and rank 0 write a
+      checkpoint (workers agree on stop requests after every step);
     - each epoch ends with BatchNorm statistics averaged over workers, validation every
       ``val_interval`` epochs (``val_fn(epoch) -> {'mAP', ...}``, run by every worker), a
       checkpoint, and ``best.params`` when the mAP improves.
@@ -174,8 +174,13 @@ class TrainLoop:
         return self.step(data, objects)
 
     def _stop_now(self):
-        # A single process may stop at any step; workers only at agreed sync points.
-        return self.workers.size == 1 and self.signals.signum is not None
+        """Whether a stop was requested on any worker. Workers agree at every step (one tiny
+        allreduce under Horovod), so that all of them checkpoint at once, well within the
+        launcher's grace period (horovodrun kills its workers 5 s after a SIGTERM)."""
+        requested = self.signals.signum is not None
+        if self.workers.size == 1:
+            return requested
+        return self.workers.any("stop_request", [requested])[0]
 
     def _sync_point(self, losses, log):
         """Read the losses and the parameters' norm back, agree over workers on divergence
@@ -238,9 +243,21 @@ class TrainLoop:
         )
         if val_result is not None:
             state["val_mAP"] = val_result["mAP"]
+        failure = None
         if self.workers.is_root:
-            state = self.checkpoints.save(self.net, self.step.trainer, state)
-            if improved:
-                self.checkpoints.save_best(self.net, state)
-        self.last_good = state.get("path", self.checkpoints.out_dir)
-        return self.last_good
+            try:
+                state = self.checkpoints.save(self.net, self.step.trainer, state)
+                if improved:
+                    self.checkpoints.save_best(self.net, state)
+            except UserError as err:  # tell the other workers before stopping
+                failure = err
+        path = self.checkpoints.path(pos["step"])
+        if self.workers.size > 1 and self.workers.any("checkpoint_failed", [failure])[0]:
+            failure = failure or CheckFailedError(
+                "worker 0 could not write the checkpoint %s; last good checkpoint: %s"
+                % (path, self.last_good or "none")
+            )
+        if failure is not None:
+            raise failure
+        self.last_good = path
+        return path

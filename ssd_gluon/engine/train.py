@@ -20,9 +20,9 @@ from ..model.weights import pretrained_base_file, save_parameters
 from ..model.zoo import get_model
 from ..utils import visualize
 from ..utils.errors import CheckFailedError, UserError
-from ..utils.files import output_folder, read_jsonl, write_json
+from ..utils.files import append_jsonl, output_folder, read_json, read_jsonl, write_json
 from . import recipe as recipes
-from .checkpoint import Checkpoints, restore
+from .checkpoint import SCHEDULE_FLAGS, Checkpoints, changed_schedule, describe, restore
 from .distributed import Workers, is_shutdown_error
 from .evaluate import evaluate
 from .hooks import FaultInjector
@@ -119,6 +119,7 @@ def train(cfg, hooks=()):
     mx.random.seed(cfg.seed)  # same initial weights on every worker
     rec = check_rec(cfg.train)
     net, shape = build_net(cfg, read_classes(rec), ctx)
+    check_val_classes(cfg.val, net.classes)
     # Workers must agree on the step count: the smallest shard's full batches (at least one).
     iters = max(1, min(shard_sizes(rec, workers.size)) // recipe.batch_size)
     lr = recipes.effective_lr(recipe.lr, recipe.batch_size, workers.size)
@@ -135,7 +136,9 @@ def train(cfg, hooks=()):
         batch_size=recipe.batch_size,
         iters_per_epoch=iters,
         epochs=recipe.epochs,
+        schedule={k: getattr(recipe, k) for k in SCHEDULE_FLAGS},
     )
+    info["schedule"]["lr_steps"] = list(recipe.lr_steps)  # as it reads back from JSON
     checkpoints = Checkpoints(cfg.out, keep=cfg.keep)
     state = checkpoints.resume_state(cfg.resume, info, workers.is_root)
     if state is not None:
@@ -144,6 +147,18 @@ def train(cfg, hooks=()):
             % (state["path"], state["epoch"], state["iteration"], state["step"])
         )
         restore(net, trainer, state)
+        rescheduled = changed_schedule(state, info)
+        if rescheduled:  # honour the new values: a schedule built from them
+            trainer.optimizer.lr_scheduler = recipes.lr_scheduler(
+                lr, iters, recipe.epochs, recipe.warmup_epochs, recipe.lr_steps
+            )
+            print(
+                "lr schedule rebuilt for %s (the checkpoint's: %s)"
+                % (
+                    describe(info["schedule"], rescheduled),
+                    describe(state["schedule"], rescheduled),
+                )
+            )
     elif cfg.resume is not None:
         print("no checkpoint in %s: starting from the beginning" % cfg.out)
     workers.broadcast_parameters(net.collect_params())
@@ -211,6 +226,16 @@ def run_loop(loop, state, out_dir, workers):
             plot(out_dir, quiet=sys.exc_info()[0] is not None)
 
 
+def check_val_classes(val, classes):
+    """The validation file must name the classes the network is trained on."""
+    val_classes = read_classes(check_rec(val)) if val else None
+    if val_classes is not None and tuple(val_classes) != tuple(classes):
+        raise UserError(
+            "--val %s: its classes (%s) are not the training file's (%s): pack both with "
+            "the same --classes" % (val, ",".join(val_classes), ",".join(classes))
+        )
+
+
 def make_val_fn(cfg, net, shape, ctx, workers):
     """``val_fn(epoch)`` of the loop: VOC07 mAP over every worker's shard of ``cfg.val``."""
     if not cfg.val:
@@ -245,7 +270,12 @@ def write_config(cfg, recipe, info, lr, shape, net, ctx, state):
         resumed_from=state["path"] if state else None,
     )
     config.pop("inject")
-    write_json(os.path.join(cfg.out, "config.json"), config)
+    path = os.path.join(cfg.out, "config.json")
+    if state is not None:  # a resume: keep what came before
+        previous = read_json(path)
+        if previous is not None:
+            append_jsonl(os.path.join(cfg.out, "config-history.jsonl"), previous)
+    write_json(path, config)
     num_images, _ = dataset_stats(info["train"])
     print(
         "training %s on %d images, %d worker(s) x batch %d on %s; %s lr %.3g (%.3g per 32 "

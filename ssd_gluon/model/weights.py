@@ -43,6 +43,11 @@ def _rename_gluoncv(key):
 def _check_file(filename):
     if not os.path.isfile(filename):
         raise MissingFileError("%s: parameter file not found" % filename)
+    if filename.endswith((".states", ".json")):
+        raise UserError(
+            "%s: a checkpoint's %s file, not its parameters: pass the .params beside it"
+            % (filename, os.path.splitext(filename)[1])
+        )
     try:
         return mx.nd.load(filename)
     except mx.base.MXNetError as err:

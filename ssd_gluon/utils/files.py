@@ -19,7 +19,7 @@ def atomic_save(save_fn, path, check=None):
     tmp = "%s%s%d" % (path, TMP_MARK, os.getpid())
     try:
         save_fn(tmp)
-        _sync(tmp)
+        sync_file(tmp)
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
@@ -32,7 +32,7 @@ def atomic_save(save_fn, path, check=None):
             os.remove(tmp)
 
 
-def _sync(path):
+def sync_file(path):
     """Flush ``path`` to the disk: a file renamed before its data reached the disk can be
     empty after a crash, and some writers (MXNet's) do not report a failed close."""
     fd = os.open(path, os.O_RDONLY)
@@ -107,6 +107,15 @@ def append_jsonl(path, record):
             f.write(json.dumps(finite(record), allow_nan=False) + "\n")
     except OSError as err:
         raise CheckFailedError("%s: could not be written (%s)" % (path, err.strerror)) from None
+
+
+def read_json(path):
+    """The object in a JSON file, or None when it is absent or does not parse."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def read_jsonl(path):

@@ -737,3 +737,50 @@ def test_cli_out_dir_and_out_are_exclusive(tmp_path):
     assert proc.returncode == 1
     err = proc.stderr
     assert err.startswith("error: ") and "either --out-dir or --sets" in err
+
+
+def test_cli_failed_write_is_one_line_and_leaves_nothing(tmp_path):
+    """Files limited to 20 kB (writes then fail as on a full disk): MXNet's record writer
+    reports the short write, the packer names the file, and no output or temporary stays."""
+    import resource
+    import signal
+
+    root = tmp_path / "VOCdevkit"
+    write_voc(
+        root,
+        [
+            {"id": f"{i:06d}", "size": (200, 200), "objects": [("dog", 10, 10, 150, 150, 0)]}
+            for i in range(3)
+        ],
+    )
+    prefix = tmp_path / "out" / "big"
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(CLI),
+            "--voc-root",
+            str(root),
+            "--sets",
+            "sample-train",
+            "--out",
+            str(prefix),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {prefix}.rec: could not be written"), last
+    assert "Traceback" not in proc.stderr
+    assert output_files(prefix) == []

@@ -128,3 +128,37 @@ def test_exported_files_errors(trained_like_params, tmp_path):
     os.remove(prefix + "-meta.json")
     with pytest.raises(FileNotFoundError, match=r"m-meta.json: exported file not found"):
         load_exported(prefix)
+
+
+def test_exports_named_by_a_file_and_damaged_exports(trained_like_params, tmp_path):
+    """The -symbol.json given for its PREFIX is understood; a truncated -0000.params is
+    named as such; fewer class names than the export detects is refused."""
+    from ssd_gluon import load_detector
+    from ssd_gluon.utils.errors import UserError
+
+    net, _ = trained_like_params
+    prefix = str(tmp_path / "d" / "m")
+    export_detector(net, prefix, 96, verify=False)
+    block, meta = load_exported(prefix + "-symbol.json")
+    assert meta["data_shape"] == 96
+    with pytest.raises(UserError, match="the export detects 4 classes, 2 were named"):
+        load_detector(symbol=prefix, classes=["a", "b"])
+    params = prefix + "-0000.params"
+    with open(params, "rb") as f:
+        head = f.read(2000)
+    with open(params, "wb") as f:
+        f.write(head)
+    with pytest.raises(UserError, match=r"m-0000.params: the exported parameters do not load"):
+        load_exported(prefix)
+
+
+def test_checkpoint_side_files_given_as_params(tmp_path):
+    from ssd_gluon import get_model, load_parameters
+    from ssd_gluon.utils.errors import UserError
+
+    states = tmp_path / "ckpt-000000012.states"
+    states.write_bytes(b"whatever")
+    net = get_model("ssd_demo", ops="builtin")
+    with pytest.raises(UserError, match=r"ckpt-000000012.states: a checkpoint's .states file, "
+                       r"not its parameters: pass the .params beside it"):
+        load_parameters(net, str(states))

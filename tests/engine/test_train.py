@@ -253,6 +253,47 @@ def test_existing_run_needs_resume_and_matching_settings(sample_dir, tmp_path):
     assert "written by a run with batch_size=8, this run has batch_size=4" in other.stderr
 
 
+def test_resume_with_changed_settings(sample_dir, tmp_path):
+    """The optimizer state in a checkpoint belongs to its --optimizer / --momentum / --wd: a
+    resume that changes them is refused, naming them, before anything is written. A changed
+    --epochs (or --lr, --warmup-epochs, --lr-steps) is honoured: the run installs the lr
+    schedule of the new values (drops at 16 and 20 of 24 steps, not the old 8 and 10). The
+    previous config.json goes to config-history.jsonl."""
+    out = tmp_path / "sched"
+    assert train_cli(sample_dir, out, epochs=1).returncode == 0
+    config = (out / "config.json").read_text()
+    changed = run_cli(*train_argv(sample_dir, out, "--resume", "--optimizer", "adam", epochs=1))
+    assert_one_line_error(
+        changed,
+        "ckpt-000000012.json: written by a run with --optimizer sgd; this run has --optimizer adam",
+    )
+    assert (out / "config.json").read_text() == config
+    longer = train_cli(sample_dir, out, "--resume", epochs=2)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "lr schedule rebuilt for --epochs 2 (the checkpoint's: --epochs 1)" in longer.stdout
+    lr = {r["step"]: r["lr"] for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "train"}
+    base = 0.02 * 8 / 32
+    assert lr[16] == pytest.approx(base) and lr[20] == pytest.approx(base / 10)
+    assert lr[24] == pytest.approx(base / 100)
+    history = read_jsonl(out / "config-history.jsonl")
+    assert [h["epochs"] for h in history] == [1]
+    assert json.load(open(out / "config.json"))["lr_drop_iterations"] == [16, 20]
+
+
+def test_validation_file_with_other_classes_is_refused(sample_dir, tmp_path):
+    val = tmp_path / "val"
+    for suffix in (".rec", ".idx", ".lst"):
+        (tmp_path / ("val" + suffix)).write_bytes((sample_dir / ("test" + suffix)).read_bytes())
+    (tmp_path / "val.classes.txt").write_text("circle\nsquare\ntriangle\ncross\n")
+    proc = train_cli(sample_dir, tmp_path / "o", "--val", str(val) + ".rec", epochs=1)
+    assert_one_line_error(
+        proc,
+        "--val %s.rec: its classes (circle,square,triangle,cross) are "
+        "not the training file's" % val,
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def _horovodrun(*argv, probe_dir, timeout=600):
     env = dict(
         os.environ, OMP_NUM_THREADS="1", MXNET_CPU_WORKER_NTHREADS="1", HVD_PROBE_DIR=str(probe_dir)
@@ -364,3 +405,41 @@ def test_horovod_dead_rank_fails_fast_and_resume_recovers(sample_dir, tmp_path):
     again = _horovodrun(*argv, "--resume", probe_dir=probes)
     assert again.returncode == 0, (again.stdout[-2000:], again.stderr[-2000:])
     assert "resuming from" in again.stdout and (out / "final.params").exists()
+
+
+@pytest.mark.skipif(not os.path.exists(HOROVODRUN), reason="horovod is not installed")
+def test_horovod_stop_request_is_agreed_at_the_next_step(sample_dir, tmp_path):
+    """SIGTERM on one rank only, after step 3, with progress lines (sync points) far apart:
+    every rank stops after step 3 and rank 0 writes that checkpoint, so a stop never waits
+    for the next log interval (horovodrun kills its ranks 5 s after forwarding a SIGTERM)."""
+    out, probes = tmp_path / "stop", tmp_path / "probes"
+    probes.mkdir()
+    argv = [
+        "scripts/train.py",
+        "--model",
+        "ssd_demo",
+        "--train",
+        str(sample_dir / "train.rec"),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--ops",
+        "builtin",
+        "--log-interval",
+        "1000",
+        "--out",
+        str(out),
+    ]
+    proc = _horovodrun(*argv, "--inject", "term@3:1", probe_dir=probes)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0  # rank 1 ends with 128 + SIGTERM
+    for rank in (0, 1):
+        assert (
+            "[%d]<stdout>:stopped by SIGTERM at epoch 1 iteration 3; checkpoint %s"
+            % (rank, out / "ckpt-000000003.json")
+            in output
+        ), output[-3000:]
+    assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-000000003.json"]
