@@ -398,7 +398,9 @@ def test_horovod_dead_rank_fails_fast_and_resume_recovers(sample_dir, tmp_path):
     ]
     t0 = time.time()
     proc = _horovodrun(*argv, "--inject", "kill@8:1", probe_dir=probes)  # rank 1, epoch 2
-    assert proc.returncode != 0 and time.time() - t0 < 120
+    # Within minutes even on a loaded machine (the guard is against hanging until the run
+    # timeout; on an idle machine the peer stops in seconds).
+    assert proc.returncode != 0 and time.time() - t0 < 300
     assert "another worker stopped (Horovod shut down) during epoch 2" in proc.stdout + proc.stderr
     iters = min(records.shard_sizes(str(sample_dir / "train.rec"), 2)) // 8  # 5 or 6: < 8
     assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-%09d.json" % iters]
