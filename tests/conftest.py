@@ -1,4 +1,6 @@
 import os
+import resource
+import signal
 import subprocess
 import sys
 import warnings
@@ -19,6 +21,18 @@ def run_cli(*argv, timeout=600, env=None):
         timeout=timeout,
         env=env,
     )
+
+
+def limit_file_size(limit):
+    """preexec_fn for a child process whose files may not grow past ``limit`` bytes: writes
+    then fail with EFBIG as on a full disk (SIGXFSZ ignored, so the write fails instead of
+    killing the child)."""
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
 
 
 def assert_one_line_error(proc, *needles):

@@ -15,7 +15,7 @@ from ssd_gluon.data import pack_voc as voc
 from ssd_gluon.data.classes import VOC_CLASSES
 from ssd_gluon.data.pack_voc import PackError, pack_voc, parse_annotation, read_image_set
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, limit_file_size, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "data" / "pack_voc.py"
@@ -742,9 +742,6 @@ def test_cli_out_dir_and_out_are_exclusive(tmp_path):
 def test_cli_failed_write_is_one_line_and_leaves_nothing(tmp_path):
     """Files limited to 20 kB (writes then fail as on a full disk): MXNet's record writer
     reports the short write, the packer names the file, and no output or temporary stays."""
-    import resource
-    import signal
-
     root = tmp_path / "VOCdevkit"
     write_voc(
         root,
@@ -754,10 +751,6 @@ def test_cli_failed_write_is_one_line_and_leaves_nothing(tmp_path):
         ],
     )
     prefix = tmp_path / "out" / "big"
-
-    def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
 
     proc = subprocess.run(
         [
@@ -777,7 +770,7 @@ def test_cli_failed_write_is_one_line_and_leaves_nothing(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=limit,
+        preexec_fn=limit_file_size(20000),
     )
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -3,30 +3,17 @@ disk) is a one-line error that leaves nothing behind, what interrupted writes le
 cleaned at the next start, and a damaged newest checkpoint is skipped on resume."""
 
 import os
-import resource
-import signal
 import subprocess
 import sys
 
 import pytest
 from test_train import train_argv, train_cli
 
-from conftest import ROOT, assert_one_line_error
+from conftest import ROOT, assert_one_line_error, limit_file_size
 
 
 def _files(out):
     return sorted(p.name for p in out.iterdir()) if out.exists() else []
-
-
-def _limit_file_size(limit):
-    """preexec_fn: files of the child may not grow past ``limit`` bytes (writes then fail
-    with EFBIG, as on a full disk); SIGXFSZ ignored so the write fails instead of killing."""
-
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
 
 
 def test_failed_checkpoint_write_is_an_error_and_leaves_nothing(sample_dir, tmp_path):
@@ -40,7 +27,7 @@ def test_failed_checkpoint_write_is_an_error_and_leaves_nothing(sample_dir, tmp_
         capture_output=True,
         text=True,
         timeout=600,
-        preexec_fn=_limit_file_size(1 << 20),
+        preexec_fn=limit_file_size(1 << 20),
     )
     assert_one_line_error(proc, "ckpt-000000012.params: could not be written")
     assert "final parameters" not in proc.stdout
