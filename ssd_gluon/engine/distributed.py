@@ -105,6 +105,18 @@ def _default_layout(array):
     return mx.nd.array(array.asnumpy(), ctx=array.context, dtype=array.dtype)
 
 
+# What MXNet raises in a worker whose peer died: Horovod's own message once it has shut
+# down, or Gloo's transport error when the peer vanished in the middle of a collective (a
+# worker in an allreduce at that moment gets "Read error [host]: Connection reset by peer").
+PEER_GONE = (
+    "Horovod has been shut down",
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Read error [",
+    "Write error [",
+)
+
+
 def is_shutdown_error(err):
-    """True for the error MXNet raises in a worker whose peer died (Horovod shut down)."""
-    return isinstance(err, mx.base.MXNetError) and "Horovod has been shut down" in str(err)
+    """True for the error MXNet raises in a worker whose peer died."""
+    return isinstance(err, mx.base.MXNetError) and any(m in str(err) for m in PEER_GONE)
