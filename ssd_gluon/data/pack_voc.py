@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from ..utils.errors import UserError
+from ..utils.errors import UserError, last_line
 from ..utils.files import sync_file
 from .classes import VOC_CLASSES, check_class_names
 from .records import OBJECT_WIDTH, OUTPUT_SUFFIXES, make_label
@@ -362,9 +362,8 @@ class _Writer:
             self.lst.close()
 
     def _failed(self, err):
-        lines = [line for line in str(err).strip().splitlines() if line.strip()]
         return PackError(
-            self.final[".rec"], "could not be written (%s)" % lines[-1][:200], "write failed"
+            self.final[".rec"], "could not be written (%s)" % last_line(err), "write failed"
         )
 
     def commit(self):

@@ -9,7 +9,7 @@ import tempfile
 import mxnet as mx
 
 from .. import ops
-from ..utils.errors import CheckFailedError, MissingFileError, UserError
+from ..utils.errors import CheckFailedError, MissingFileError, UserError, last_line
 from ..utils.files import TMP_MARK, output_folder, write_json
 from .normalize import deploy_block
 from .verify import verify_export
@@ -50,7 +50,7 @@ def export_detector(
             block.export(staged, epoch=0)
         except mx.base.MXNetError as err:
             raise CheckFailedError(
-                "%s: could not be written (%s)" % (prefix, str(err).strip().splitlines()[-1][:200])
+                "%s: could not be written (%s)" % (prefix, last_line(err))
             ) from None
         write_json(staged + "-meta.json", meta)
         detections = None
@@ -101,7 +101,7 @@ def load_exported(prefix, ctx=None):
     except mx.base.MXNetError as err:
         raise UserError(
             "%s-0000.params: the exported parameters do not load (%s); export again"
-            % (prefix, str(err).strip().splitlines()[-1][:200])
+            % (prefix, last_line(err))
         ) from None
     try:
         block = mx.gluon.SymbolBlock.imports(
@@ -110,7 +110,7 @@ def load_exported(prefix, ctx=None):
     except (mx.base.MXNetError, ValueError) as err:
         raise UserError(
             "%s-symbol.json: cannot load the exported graph (%s)"
-            % (prefix, str(err).strip().splitlines()[-1][:200])
+            % (prefix, last_line(err))
         ) from None
     return block, meta
 

@@ -6,7 +6,7 @@ import re
 
 import mxnet as mx
 
-from ..utils.errors import CheckFailedError, MissingFileError, UserError
+from ..utils.errors import CheckFailedError, MissingFileError, UserError, last_line
 from ..utils.files import atomic_save
 
 # gluoncv structured parameter names -> ours. The two trees differ only in naming.
@@ -52,7 +52,7 @@ def _check_file(filename):
         return mx.nd.load(filename)
     except mx.base.MXNetError as err:
         raise UserError(
-            "%s: not an MXNet parameter file (%s)" % (filename, _last_line(err))
+            "%s: not an MXNet parameter file (%s)" % (filename, last_line(err))
         ) from None
 
 
@@ -90,7 +90,7 @@ def save_parameters(net, path):
             net.save_parameters(tmp)
         except mx.base.MXNetError as err:
             raise CheckFailedError(
-                "%s: could not be written (%s)" % (path, _last_line(err))
+                "%s: could not be written (%s)" % (path, last_line(err))
             ) from None
 
     def check(tmp):
@@ -98,16 +98,10 @@ def save_parameters(net, path):
             mx.nd.load(tmp)
         except mx.base.MXNetError as err:
             raise CheckFailedError(
-                "%s: written incompletely (%s)" % (path, _last_line(err))
+                "%s: written incompletely (%s)" % (path, last_line(err))
             ) from None
 
     atomic_save(save, path, check)
-
-
-def _last_line(err):
-    """The informative line of an MXNet error (its text starts with a traceback header)."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    return (lines or [type(err).__name__])[-1][:200]
 
 
 def load_gluoncv_parameters(net, filename):
@@ -158,9 +152,9 @@ def pretrained_base_file(spec):
     try:
         return get_model_file("vgg16_atrous", tag=True)
     except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        reason = last_line(err)
         raise CheckFailedError(
             "--pretrained-base gluoncv: could not fetch vgg16_atrous from "
             "gluoncv's model store (%s); download it where the network is "
-            "reachable and pass the .params path" % reason[:200]
+            "reachable and pass the .params path" % reason
         ) from None

@@ -9,6 +9,13 @@ existed, so ``except ValueError`` / ``except FileNotFoundError`` callers keep wo
 """
 
 
+def last_line(err, limit=200):
+    """The informative line of an exception's message, at most ``limit`` characters: MXNet's
+    messages start with a traceback header and end with the actual problem."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (lines or [type(err).__name__])[-1][:limit]
+
+
 class UserError(ValueError):
     """Bad input or a condition the user must fix: a wrong value, an unusable file."""
 
