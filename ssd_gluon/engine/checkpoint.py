@@ -57,7 +57,7 @@ class Checkpoints:
             f[:-5] for f in os.listdir(self.out_dir) if f.startswith(PREFIX) and f.endswith(".json")
         )
         paths = [os.path.join(self.out_dir, n) for n in names]
-        return [p for p in paths if all(os.path.isfile(p + s) for s in (".params", ".states"))]
+        return [p for p in paths if all(os.path.isfile(p + s) for s in SUFFIXES)]
 
     def latest(self, rename_damaged=True):
         """The newest checkpoint that loads (see ``save``), or None. A damaged newer one (a
@@ -110,9 +110,7 @@ class Checkpoints:
             atomic_save(trainer.save_states, base + ".states")
             write_json(base + ".json", state)
         except BaseException:
-            for suffix in reversed(SUFFIXES):  # .json first: stays consistent
-                if os.path.exists(base + suffix):
-                    os.remove(base + suffix)
+            _remove(base)
             raise
         self._prune()
         return state
@@ -155,9 +153,15 @@ class Checkpoints:
 
     def _prune(self):
         for base in self.complete()[: -self.keep]:
-            for suffix in reversed(SUFFIXES):  # .json first: stays consistent
-                if os.path.exists(base + suffix):
-                    os.remove(base + suffix)
+            _remove(base)
+
+
+def _remove(base):
+    """Delete the files of checkpoint ``base``, the .json first: what stays is never taken
+    for a complete checkpoint."""
+    for suffix in reversed(SUFFIXES):
+        if os.path.exists(base + suffix):
+            os.remove(base + suffix)
 
 
 def changed_schedule(state, info):
