@@ -9,8 +9,8 @@ undoes the mean/std normalization and writes one PNG (written whole, then rename
 import argparse
 
 from ssd_gluon.data.loader import augmented_samples
-from ssd_gluon.data.records import check_rec, read_classes
 from ssd_gluon.data.transforms import AUGMENTATIONS
+from ssd_gluon.data.verify import open_records
 from ssd_gluon.utils import cli
 from ssd_gluon.utils.files import output_file
 from ssd_gluon.utils.visualize import augmentation_grid
@@ -31,10 +31,11 @@ def get_args_parser():
 
 def main(args):
     output_file(args.out)
+    records = open_records(args.rec)
     images, objects = augmented_samples(
-        args.rec, args.data_shape, args.num, augment=args.augment, seed=args.seed
+        records, args.data_shape, args.num, augment=args.augment, seed=args.seed
     )
-    augmentation_grid(images, objects, read_classes(check_rec(args.rec)), args.out)
+    augmentation_grid(images, objects, records.classes, args.out)
     print(
         "wrote %s (%d samples, augment=%s, %dx%d)"
         % (args.out, len(images), args.augment, args.data_shape, args.data_shape)

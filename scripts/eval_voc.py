@@ -18,6 +18,7 @@ import time
 from ssd_gluon import ops
 from ssd_gluon.data.loader import val_iter
 from ssd_gluon.data.records import check_rec, read_classes
+from ssd_gluon.data.verify import STRICT_HELP, open_records
 from ssd_gluon.deploy.loading import load_detector
 from ssd_gluon.engine.distributed import Workers
 from ssd_gluon.engine.evaluate import evaluate
@@ -41,6 +42,7 @@ def get_args_parser():
     p.add_argument("--batch-size", type=cli.POSITIVE, default=16)
     p.add_argument("--data-shape", type=cli.POSITIVE, default=None)
     p.add_argument("--ops", default="auto", choices=ops.IMPLS)
+    p.add_argument("--strict-data", action="store_true", help=STRICT_HELP)
     p.add_argument(
         "--metric",
         default="voc07",
@@ -95,9 +97,10 @@ def main(args):
         args.data_shape,
     )
     shape = detector.data_shape
+    records = open_records(rec, len(detector.classes), args.strict_data, workers.is_root)
     # The detector takes pixels 0-255 (its normalization is inside), whatever its source.
     batches = val_iter(
-        rec,
+        records,
         shape,
         args.batch_size,
         workers.rank,
@@ -133,7 +136,7 @@ def main(args):
             detector.block, shape, ctx, (1, 8), args.speed_repeats
         )
         result["data_images_per_sec"] = speed.data_rate(
-            val_iter(rec, shape, args.batch_size, threads=args.threads, normalize=False)
+            val_iter(records, shape, args.batch_size, threads=args.threads, normalize=False)
         )
     print_table(result, detector.classes)
     if args.out:

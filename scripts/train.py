@@ -16,6 +16,7 @@ import argparse
 
 from ssd_gluon import ops
 from ssd_gluon.data.transforms import AUGMENTATIONS
+from ssd_gluon.data.verify import STRICT_HELP
 from ssd_gluon.engine.loop import Interrupted
 from ssd_gluon.engine.train import TrainConfig, train
 from ssd_gluon.model.zoo import list_models
@@ -70,6 +71,7 @@ def get_args_parser():
         help="input side (default: the model's)",
     )
     p.add_argument("--ops", default=D.ops, choices=ops.IMPLS)
+    p.add_argument("--strict-data", action="store_true", help=STRICT_HELP)
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument(
         "--threads", type=cli.POSITIVE, default=D.threads, help="decode/augment threads per worker"

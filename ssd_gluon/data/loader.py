@@ -1,13 +1,17 @@
 """Detection batches from RecordIO files (see ``records``), read by MXNet's C++
-``ImageDetRecordIter`` (JPEG decode and augmentation in C++ threads), sharded by rank."""
+``ImageDetRecordIter`` (JPEG decode and augmentation in C++ threads), sharded by rank.
+
+The iterators take a ``verify.Records`` (a file checked once by ``open_records``) or the path
+of a ``.rec``, which is then checked here."""
 
 import mxnet as mx
 import numpy as np
 
 from ..constants import MEAN_RGB, STD_RGB
 from ..utils.errors import UserError
-from .records import HEADER_WIDTH, OBJECT_WIDTH, check_rec, dataset_stats, split_label
+from .records import HEADER_WIDTH, OBJECT_WIDTH, split_label
 from .transforms import augmentation, denormalize
+from .verify import Records, open_records
 
 # ImageDetRecordIter reshuffles, each epoch, the records of the chunk of the file it has read;
 # with `shuffle_chunk_size` it also visits the shard's chunks in a new random order each
@@ -43,17 +47,17 @@ class ResetSafeIter:
 
 
 def _iter(
-    rec_path, data_shape, batch_size, part_index, num_parts, threads, normalize=True, **kwargs
+    records, data_shape, batch_size, part_index, num_parts, threads, normalize=True, **kwargs
 ):
-    rec_path = check_rec(rec_path)
-    _, max_obj = dataset_stats(rec_path)
+    if not isinstance(records, Records):
+        records = open_records(records)
     mean, std = (MEAN_RGB, STD_RGB) if normalize else ((0.0,) * 3, (1.0,) * 3)
     return ResetSafeIter(
         mx.io.ImageDetRecordIter(
-            path_imgrec=rec_path,
+            path_imgrec=records.path,
             data_shape=(3, data_shape, data_shape),
             batch_size=batch_size,
-            label_pad_width=HEADER_WIDTH + OBJECT_WIDTH * max_obj,
+            label_pad_width=HEADER_WIDTH + OBJECT_WIDTH * records.max_objects,
             label_pad_value=-1,
             num_parts=num_parts,
             part_index=part_index,
@@ -76,7 +80,7 @@ def _iter(
 
 
 def train_iter(
-    rec_path, data_shape, batch_size, part_index=0, num_parts=1, seed=0, augment="paper", threads=4
+    records, data_shape, batch_size, part_index=0, num_parts=1, seed=0, augment="paper", threads=4
 ):
     """Shuffled, augmented batches of this rank's shard (``part_index`` of ``num_parts``).
 
@@ -84,7 +88,7 @@ def train_iter(
     see ``records.split_label``.
     """
     return _iter(
-        rec_path,
+        records,
         data_shape,
         batch_size,
         part_index,
@@ -98,14 +102,12 @@ def train_iter(
     )
 
 
-def val_iter(
-    rec_path, data_shape, batch_size, part_index=0, num_parts=1, threads=4, normalize=True
-):
+def val_iter(records, data_shape, batch_size, part_index=0, num_parts=1, threads=4, normalize=True):
     """Resize-only batches in file order; the last batch is padded (see ``batch.pad``).
     ``data[0]`` is normalized as the network expects, or with ``normalize=False`` RGB
     pixels 0-255 (the input of a deployed detector, ``deploy.loading``)."""
     return _iter(
-        rec_path,
+        records,
         data_shape,
         batch_size,
         part_index,
@@ -116,17 +118,17 @@ def val_iter(
     )
 
 
-def augmented_samples(rec_path, data_shape, num, augment="paper", seed=0, threads=2):
+def augmented_samples(records, data_shape, num, augment="paper", seed=0, threads=2):
     """The first ``num`` samples of the training iterator, de-normalized: images (N, 3, S, S)
     RGB 0-255 and objects (N, M, 6) normalized (class -1 = padding)."""
-    it = train_iter(rec_path, data_shape, min(num, 32), augment=augment, seed=seed, threads=threads)
+    it = train_iter(records, data_shape, min(num, 32), augment=augment, seed=seed, threads=threads)
     images, objects = [], []
     while sum(len(i) for i in images) < num:
         try:
             batch = next(it)
         except StopIteration:
             if not images:
-                raise UserError("%s: no samples" % rec_path) from None
+                raise UserError("%s: no samples" % getattr(records, "source", records)) from None
             break
         real = batch.data[0].shape[0] - batch.pad
         images.append(denormalize(batch.data[0].asnumpy()[:real]))

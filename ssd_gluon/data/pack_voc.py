@@ -28,10 +28,10 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from ..utils.errors import UserError, last_line
-from ..utils.files import sync_file
+from ..utils.errors import UserError
 from .classes import VOC_CLASSES, check_class_names
-from .records import OBJECT_WIDTH, OUTPUT_SUFFIXES, make_label
+from .records import OBJECT_WIDTH, make_label
+from .writer import RecordWriter
 
 JPEG_QUALITY = 95
 NO_OBJECTS = "no usable objects"
@@ -322,79 +322,6 @@ def _load_all(loader, pairs, num_workers):
         yield from pool.imap(loader, pairs, chunksize=8)
 
 
-def _format_value(value):
-    """Shortest text that reads back as the same float32 (``4``, ``0.25``, ``0.1``)."""
-    return np.format_float_positional(np.float32(value), unique=True, trim="-")
-
-
-class _Writer:
-    """Writes the four outputs under temporary names; ``commit`` renames them into place."""
-
-    def __init__(self, out_prefix, class_names):
-        self.final = {s: f"{out_prefix}{s}" for s in OUTPUT_SUFFIXES}
-        self.tmp = {s: f"{p}.tmp-{os.getpid()}" for s, p in self.final.items()}
-        self.count = 0
-        self.record, self.lst = None, None
-        try:
-            with open(self.tmp[".classes.txt"], "w") as f:
-                f.write("".join(f"{name}\n" for name in class_names))
-            self.record = mx.recordio.MXIndexedRecordIO(self.tmp[".idx"], self.tmp[".rec"], "w")
-            self.lst = open(self.tmp[".lst"], "w")
-        except BaseException:
-            self.discard()
-            raise
-
-    def write(self, img_rel, label, jpeg):
-        """Append one record (index = running count) and its .lst line."""
-        header = mx.recordio.IRHeader(0, label, self.count, 0)
-        try:
-            self.record.write_idx(self.count, mx.recordio.pack(header, jpeg))
-        except mx.base.MXNetError as err:  # a short write (full disk), in MXNet's words
-            raise self._failed(err) from None
-        values = "\t".join(_format_value(v) for v in label)
-        self.lst.write(f"{self.count}\t{values}\t{img_rel}\n")
-        self.count += 1
-
-    def _close(self):
-        if self.record is not None:
-            self.record.close()
-        if self.lst is not None:
-            self.lst.close()
-
-    def _failed(self, err):
-        return PackError(
-            self.final[".rec"], "could not be written (%s)" % last_line(err), "write failed"
-        )
-
-    def commit(self):
-        """Close, check that the .rec holds every byte written (MXNet's writer does not
-        report a failed close), flush everything to disk and rename every temporary into
-        place (.rec last); return the final paths."""
-        written = self.record.tell()
-        self._close()
-        if os.path.getsize(self.tmp[".rec"]) != written:
-            raise PackError(
-                self.final[".rec"],
-                "could not be written (%d of %d bytes on disk)"
-                % (os.path.getsize(self.tmp[".rec"]), written),
-                "write failed",
-            )
-        for path in self.tmp.values():
-            sync_file(path)
-        for suffix in (".classes.txt", ".lst", ".idx", ".rec"):
-            os.replace(self.tmp[suffix], self.final[suffix])
-        return dict(self.final)
-
-    def discard(self):
-        """Close and delete every temporary (never raises for missing ones)."""
-        try:
-            self._close()
-        finally:
-            for path in self.tmp.values():
-                if os.path.exists(path):
-                    os.remove(path)
-
-
 def _collect_pairs(voc_root, sets):
     """Return all ``(image rel, xml rel)`` pairs of ``sets`` in order (PackError if bad)."""
     if not os.path.isdir(voc_root):
@@ -504,7 +431,7 @@ def pack_voc(
     summary = PackSummary(objects={name: 0 for name in class_names})
     try:
         Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(out_prefix, class_names)
+        writer = RecordWriter(out_prefix, class_names)
     except OSError as err:
         raise _write_error(err, out_prefix) from None
     try:

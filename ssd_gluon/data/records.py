@@ -55,12 +55,24 @@ def check_rec(rec_path):
 
 
 def read_lst(rec_path):
-    """Rows of the ``.lst`` written beside the ``.rec``: lists of floats (the labels)."""
+    """Rows of the ``.lst`` beside the ``.rec`` as (float32 label, image path), in file
+    order; None when there is no ``.lst``."""
     lst = rec_path[:-4] + ".lst"
     if not os.path.isfile(lst):
-        raise MissingFileError("%s: list file not found next to the .rec" % lst)
+        return None
+    rows = []
     with open(lst) as f:
-        return [[float(v) for v in line.split("\t")[1:-1]] for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            fields = line.rstrip("\n").split("\t")
+            if not line.strip():
+                continue
+            try:
+                rows.append((np.array(fields[1:-1], np.float32), fields[-1]))
+            except ValueError:
+                raise UserError(
+                    "%s:%d: not an im2rec list line (index<TAB>labels<TAB>path)" % (lst, number)
+                ) from None
+    return rows
 
 
 def read_classes(rec_path):
@@ -70,27 +82,3 @@ def read_classes(rec_path):
         return None
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
-
-
-def dataset_stats(rec_path):
-    """(number of images, largest number of objects in one image) from the ``.lst``."""
-    rows = read_lst(check_rec(rec_path))
-    return len(rows), max((len(r) - HEADER_WIDTH) // OBJECT_WIDTH for r in rows)
-
-
-def shard_sizes(rec_path, num_parts):
-    """Images in each of the ``num_parts`` shards that ImageDetRecordIter reads.
-
-    The reader splits the ``.rec`` by bytes (part k starts at the first record at or after
-    byte k*size/num_parts), so shards differ in size; ranks must agree on a common number of
-    batches or Horovod's allreduce deadlocks. Offsets come from the ``.idx``.
-    """
-    rec_path = check_rec(rec_path)
-    idx = rec_path[:-4] + ".idx"
-    if not os.path.isfile(idx):
-        raise MissingFileError("%s: index file not found next to the .rec" % idx)
-    with open(idx) as f:
-        offsets = sorted(int(line.split("\t")[1]) for line in f if line.strip())
-    total = os.path.getsize(rec_path)
-    bounds = [total * k // num_parts for k in range(num_parts + 1)]
-    return [sum(1 for o in offsets if bounds[k] <= o < bounds[k + 1]) for k in range(num_parts)]

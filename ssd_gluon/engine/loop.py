@@ -160,7 +160,8 @@ class TrainLoop:
             for hook in self.hooks:
                 hook.after_step(self)
             if i % self.log_interval == 0 or i == self.iters or self._stop_now():
-                self._sync_point(losses, log=i % self.log_interval == 0)
+                # Each epoch's last step logs too: its mean loss is of the logged values.
+                self._sync_point(losses, log=i % self.log_interval == 0 or i == self.iters)
         for name, p in sorted(self._stats.items()):
             self.workers.average_(name, p.data())
         lr = self.step.trainer.learning_rate

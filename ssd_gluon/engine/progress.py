@@ -2,7 +2,8 @@
 images/s, loss parts, lr, ETA) and a JSON-lines metrics file.
 
 Records of ``metrics.jsonl`` (one JSON object per line, ``type`` first):
-    train  every log interval: epoch, iteration, step, loss, cls_loss, box_loss, lr, images_per_sec
+    train  every log interval and each epoch's last iteration: epoch, iteration, step, loss,
+                               cls_loss, box_loss, lr, images_per_sec
     epoch  each epoch end:     epoch, step, loss/cls_loss/box_loss (means of the logged values),
                                images, seconds, images_per_sec, lr
     val    each validation:    epoch, step, mAP, per_class, images, seconds

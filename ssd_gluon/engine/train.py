@@ -14,7 +14,8 @@ from typing import Optional
 import mxnet as mx
 
 from ..data.loader import train_iter, val_iter
-from ..data.records import check_rec, dataset_stats, read_classes, shard_sizes
+from ..data.records import check_rec, read_classes
+from ..data.verify import open_records
 from ..model.predictor import SSDPredictor
 from ..model.weights import pretrained_base_file, save_parameters
 from ..model.zoo import get_model
@@ -57,6 +58,7 @@ class TrainConfig:
     ops: str = "auto"
     seed: int = 0
     threads: int = 4  # decode/augment threads per worker
+    strict_data: bool = False  # a bad record is an error (default: left out, with a warning)
     log_interval: int = 20
     val_batch_size: int = 16
     keep: int = 3  # checkpoints kept (plus best.params)
@@ -117,11 +119,11 @@ def train(cfg, hooks=()):
     )
     ctx = setup_device(cfg.amp, workers)
     mx.random.seed(cfg.seed)  # same initial weights on every worker
-    rec = check_rec(cfg.train)
-    net, shape = build_net(cfg, read_classes(rec), ctx)
+    net, shape = build_net(cfg, read_classes(check_rec(cfg.train)), ctx)
     check_val_classes(cfg.val, net.classes)
+    records = open_records(cfg.train, len(net.classes), cfg.strict_data, workers.is_root)
     # Workers must agree on the step count: the smallest shard's full batches (at least one).
-    iters = max(1, min(shard_sizes(rec, workers.size)) // recipe.batch_size)
+    iters = max(1, min(records.shard_sizes(workers.size)) // recipe.batch_size)
     lr = recipes.effective_lr(recipe.lr, recipe.batch_size, workers.size)
     trainer = make_trainer(workers, net, recipe, lr, iters)
     if cfg.amp:
@@ -130,7 +132,7 @@ def train(cfg, hooks=()):
         mx_amp.init_trainer(trainer)
     info = dict(
         model=cfg.model,
-        train=rec,
+        train=records.source,
         seed=cfg.seed,
         world_size=workers.size,
         batch_size=recipe.batch_size,
@@ -170,12 +172,12 @@ def train(cfg, hooks=()):
                 "removed %d file(s) left by interrupted writes: %s"
                 % (len(removed), ", ".join(removed))
             )
-        write_config(cfg, recipe, info, lr, shape, net, ctx, state)
+        write_config(cfg, recipe, info, lr, shape, net, ctx, state, records.count)
     loop = TrainLoop(
         net=net,
         step=TrainStep(net, trainer, ops=cfg.ops, amp=cfg.amp),
         make_batches=lambda epoch, seed: train_iter(
-            rec,
+            records,
             shape,
             recipe.batch_size,
             workers.rank,
@@ -242,16 +244,18 @@ def make_val_fn(cfg, net, shape, ctx, workers):
         return None
     predictor = SSDPredictor(net)
     predictor.hybridize(static_alloc=True)
+    records = open_records(cfg.val, len(net.classes), cfg.strict_data, workers.is_root)
     batches = val_iter(
-        cfg.val, shape, cfg.val_batch_size, workers.rank, workers.size, threads=cfg.threads
+        records, shape, cfg.val_batch_size, workers.rank, workers.size, threads=cfg.threads
     )
     return lambda epoch: evaluate(
         predictor, batches, ctx, net.classes, progress=workers.is_root, workers=workers
     )
 
 
-def write_config(cfg, recipe, info, lr, shape, net, ctx, state):
-    """Print and save the effective configuration (config.json)."""
+def write_config(cfg, recipe, info, lr, shape, net, ctx, state, num_images):
+    """Print and save the effective configuration (config.json); ``num_images``: the
+    training images (records left out excluded)."""
     total, warmup, drops = recipes.schedule_steps(
         info["iters_per_epoch"], recipe.epochs, recipe.warmup_epochs, recipe.lr_steps
     )
@@ -276,7 +280,6 @@ def write_config(cfg, recipe, info, lr, shape, net, ctx, state):
         if previous is not None:
             append_jsonl(os.path.join(cfg.out, "config-history.jsonl"), previous)
     write_json(path, config)
-    num_images, _ = dataset_stats(info["train"])
     print(
         "training %s on %d images, %d worker(s) x batch %d on %s; %s lr %.3g (%.3g per 32 "
         "images), %d epochs x %d iterations, warm-up %d, x0.1 at %s; augment %s"

@@ -16,6 +16,7 @@ import pytest
 from ssd_gluon import SSDPredictor, load_network
 from ssd_gluon.data import loader, records
 from ssd_gluon.data.records import HEADER_WIDTH
+from ssd_gluon.data.verify import open_records
 from ssd_gluon.engine.evaluate import evaluate
 from ssd_gluon.utils.files import read_jsonl
 
@@ -306,7 +307,7 @@ def _horovodrun(*argv, probe_dir, timeout=600):
 def _record_ids(rec, labels):
     """Row numbers in the .lst (= file order) of the images behind iterator label rows
     (without augmentation an image's objects identify it)."""
-    rows = [np.asarray(r[HEADER_WIDTH:], np.float64) for r in records.read_lst(rec)]
+    rows = [np.asarray(r[HEADER_WIDTH:], np.float64) for r, _ in records.read_lst(rec)]
     objects = records.split_label(mx.nd.array(labels))[0].asnumpy()
     ids = []
     for o in objects:
@@ -347,7 +348,7 @@ def test_horovod_two_ranks(sample_dir, tmp_path):
     epochs = [r for r in read_jsonl(out / "metrics.jsonl") if r["type"] == "epoch"]
     assert len(epochs) == 3 and epochs[-1]["loss"] < epochs[0]["loss"]
     # each rank read only its byte-range shard, the same images every epoch
-    shards = records.shard_sizes(rec, 2)
+    shards = open_records(rec).shard_sizes(2)
     config = json.load(open(out / "config.json"))
     assert config["world_size"] == 2 and config["effective_lr"] == pytest.approx(0.004 * 16 / 32)
     assert config["iters_per_epoch"] == min(shards) // 8
@@ -402,7 +403,7 @@ def test_horovod_dead_rank_fails_fast_and_resume_recovers(sample_dir, tmp_path):
     # timeout; on an idle machine the peer stops in seconds).
     assert proc.returncode != 0 and time.time() - t0 < 300
     assert "another worker stopped (Horovod shut down) during epoch 2" in proc.stdout + proc.stderr
-    iters = min(records.shard_sizes(str(sample_dir / "train.rec"), 2)) // 8  # 5 or 6: < 8
+    iters = min(open_records(str(sample_dir / "train.rec")).shard_sizes(2)) // 8  # 5 or 6: < 8
     assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-%09d.json" % iters]
     again = _horovodrun(*argv, "--resume", probe_dir=probes)
     assert again.returncode == 0, (again.stdout[-2000:], again.stderr[-2000:])
