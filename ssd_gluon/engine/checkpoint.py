@@ -59,24 +59,23 @@ class Checkpoints:
         paths = [os.path.join(self.out_dir, n) for n in names]
         return [p for p in paths if all(os.path.isfile(p + s) for s in SUFFIXES)]
 
-    def latest(self, rename_damaged=True):
+    def latest(self):
         """The newest checkpoint that loads (see ``save``), or None. A damaged newer one (a
         file that does not read back) is reported and skipped in favour of the one before;
-        with ``rename_damaged`` (one worker only) its files get ``*.damaged`` appended, so
-        that it no longer counts among the kept ones."""
+        its files get ``*.damaged`` appended, so that it no longer counts among the kept
+        ones."""
         for base in reversed(self.complete()):
             problem = damage(base)
             if problem is None:
                 return read_state(base + ".json")
-            if rename_damaged:
-                for suffix in SUFFIXES:
-                    os.replace(base + suffix, base + suffix + DAMAGED)
-                print(
-                    "warning: %s: %s; renamed *%s, trying the previous checkpoint"
-                    % (base + ".json", problem, DAMAGED),
-                    file=sys.stderr,
-                    flush=True,
-                )
+            for suffix in SUFFIXES:
+                os.replace(base + suffix, base + suffix + DAMAGED)
+            print(
+                "warning: %s: %s; renamed *%s, trying the previous checkpoint"
+                % (base + ".json", problem, DAMAGED),
+                file=sys.stderr,
+                flush=True,
+            )
         return None
 
     def clean(self):
@@ -120,12 +119,12 @@ class Checkpoints:
         save_parameters(net, os.path.join(self.out_dir, "best.params"))
         write_json(os.path.join(self.out_dir, "best.json"), state)
 
-    def resume_state(self, resume, info, is_root=True):
+    def resume_state(self, resume, info):
         """The state a run continues from, or None for a fresh start. ``resume`` is None (a
         fresh run: refused when this directory already holds checkpoints), ``'auto'`` (the
         newest checkpoint here that loads, None when there is none) or the path of a
         checkpoint (an error if it is damaged). Its ``RESUME_KEYS`` must equal this run's
-        ``info``. Only the root worker (``is_root``) renames damaged checkpoints."""
+        ``info``. Read by one worker (``train.resume`` sends the result to the others)."""
         if resume is None:
             if self.complete():
                 raise UserError(
@@ -134,7 +133,7 @@ class Checkpoints:
                 )
             return None
         if resume == "auto":
-            state = self.latest(rename_damaged=is_root)
+            state = self.latest()
         else:
             state = read_state(resume)
             problem = damage(state["path"][: -len(".json")])

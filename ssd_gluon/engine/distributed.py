@@ -82,6 +82,12 @@ class Workers:
             self.hvd.broadcast_(copy, root_rank=0, name="param.%d" % i)
             p.set_data(copy)
 
+    def from_root(self, name, obj):
+        """Rank 0's ``obj`` (any picklable value) on every worker; the others pass None."""
+        if self.size == 1:
+            return obj
+        return self.hvd.broadcast_object(obj, root_rank=0, name=name)
+
     def barrier(self, name="barrier"):
         """Every worker waits here for the others."""
         if self.size > 1:

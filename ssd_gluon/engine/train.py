@@ -9,6 +9,7 @@ under ``horovodrun`` (``Workers.from_env``), and writes ``config.json``, ``metri
 import dataclasses
 import os
 import sys
+import tempfile
 from typing import Optional
 
 import mxnet as mx
@@ -142,13 +143,8 @@ def train(cfg, hooks=()):
     )
     info["schedule"]["lr_steps"] = list(recipe.lr_steps)  # as it reads back from JSON
     checkpoints = Checkpoints(cfg.out, keep=cfg.keep)
-    state = checkpoints.resume_state(cfg.resume, info, workers.is_root)
+    state = resume(workers, checkpoints, cfg.resume, info, net, trainer)
     if state is not None:
-        print(
-            "resuming from %s (epoch %d, iteration %d, step %d)"
-            % (state["path"], state["epoch"], state["iteration"], state["step"])
-        )
-        restore(net, trainer, state)
         rescheduled = changed_schedule(state, info)
         if rescheduled:  # honour the new values: a schedule built from them
             trainer.optimizer.lr_scheduler = recipes.lr_scheduler(
@@ -208,6 +204,45 @@ def train(cfg, hooks=()):
         print("final parameters: %s" % final)
     workers.finish()
     return net
+
+
+def resume(workers, checkpoints, how, info, net, trainer):
+    """The checkpoint state this run continues from (``Checkpoints.resume_state``), or None,
+    restored on every worker from rank 0's files alone: rank 0 reads the checkpoint and sends
+    its state and trainer states (optimizer state and schedule position) to the others; the
+    parameters follow by ``broadcast_parameters``. Hosts without a shared filesystem need no
+    copy of the run directory; an error on rank 0 is raised on every worker."""
+    sent = None
+    if workers.is_root:
+        try:
+            state = checkpoints.resume_state(how, info)
+            if state is not None:
+                restore(net, trainer, state)
+                with open(state["path"][: -len(".json")] + ".states", "rb") as f:
+                    sent = ("state", state, f.read())
+            else:
+                sent = ("state", None, None)
+        except UserError as err:
+            sent = ("error", type(err), str(err))
+            if workers.size == 1:
+                raise
+    kind, first, second = workers.from_root("resume", sent)
+    if kind == "error":
+        raise first(second)
+    state = first
+    if state is None:
+        return None
+    print(
+        "resuming from %s (epoch %d, iteration %d, step %d)"
+        % (state["path"], state["epoch"], state["iteration"], state["step"])
+    )
+    if not workers.is_root:
+        with tempfile.TemporaryDirectory(prefix="ssd_gluon-resume-") as tmp:
+            path = os.path.join(tmp, "trainer.states")
+            with open(path, "wb") as f:
+                f.write(second)
+            trainer.load_states(path)
+    return state
 
 
 def run_loop(loop, state, out_dir, workers):

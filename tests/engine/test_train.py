@@ -295,12 +295,12 @@ def test_validation_file_with_other_classes_is_refused(sample_dir, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _horovodrun(*argv, probe_dir, timeout=600):
+def _horovodrun(*argv, probe_dir, timeout=600, hosts="localhost:2"):
     env = dict(
         os.environ, OMP_NUM_THREADS="1", MXNET_CPU_WORKER_NTHREADS="1", HVD_PROBE_DIR=str(probe_dir)
     )
     return run_cli(
-        HOROVODRUN, "-np", "2", "-H", "localhost:2", sys.executable, *argv, env=env, timeout=timeout
+        HOROVODRUN, "-np", "2", "-H", hosts, sys.executable, *argv, env=env, timeout=timeout
     )
 
 
@@ -446,3 +446,42 @@ def test_horovod_stop_request_is_agreed_at_the_next_step(sample_dir, tmp_path):
             in output
         ), output[-3000:]
     assert sorted(p.name for p in out.glob("ckpt-*.json")) == ["ckpt-000000003.json"]
+
+
+@pytest.mark.skipif(not os.path.exists(HOROVODRUN), reason="horovod is not installed")
+def test_horovod_resume_needs_the_checkpoint_on_rank_0_only(sample_dir, tmp_path):
+    """Two hosts without a shared filesystem, faked as Horovod's own tests do it (``-H
+    localhost:1,127.0.0.1:1``), each rank with its own run directory: rank 1's never exists.
+    A resume from rank 0's files alone ends with the parameters of an uninterrupted run on
+    both ranks (parameters, optimizer state and position come from rank 0)."""
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    rec = str(sample_dir / "train.rec")
+    config = dict(model="ssd_demo", train=rec, epochs=2, batch_size=8, threads=1, ops="builtin")
+    config.update(lr=0.004, log_interval=2)
+    worker = "tests/workers/hvd_worker.py"
+    whole = _horovodrun(
+        worker, json.dumps(dict(config, out=str(tmp_path / "whole"))), probe_dir=probes
+    )
+    assert whole.returncode == 0, (whole.stdout[-2000:], whole.stderr[-2000:])
+    reference = load(probes / "rank0.params")
+    iters = min(open_records(rec).shard_sizes(2)) // 8
+    # stopped 2 steps into epoch 2; the checkpoint of epoch 1's end is on rank 0's host only
+    split = str(tmp_path / "host{rank}")
+    stopped = dict(config, out=split, inject="term@%d" % (iters + 2))
+    proc = _horovodrun(worker, json.dumps(stopped), probe_dir=probes)
+    assert proc.returncode != 0
+    epoch_end = tmp_path / "host0" / ("ckpt-%09d.json" % iters)
+    assert epoch_end.exists() and not (tmp_path / "host1").exists()
+    for path in list(probes.iterdir()) + list(
+        (tmp_path / "host0").glob("ckpt-%09d.*" % (iters + 2))
+    ):
+        path.unlink()  # resume from the epoch's end (mid-epoch, ranks' BatchNorm statistics differ)
+    resumed = dict(config, out=split, resume="auto")
+    hosts = "localhost:1,127.0.0.1:1"
+    again = _horovodrun(worker, json.dumps(resumed), probe_dir=probes, hosts=hosts)
+    assert again.returncode == 0, (again.stdout[-2000:], again.stderr[-2000:])
+    assert "[1]<stdout>:resuming from %s" % epoch_end in again.stdout
+    assert not (tmp_path / "host1").exists()
+    for rank in (0, 1):
+        assert_same_params(load(probes / ("rank%d.params" % rank)), reference)

@@ -9,7 +9,8 @@ this rank saw into $HVD_PROBE_DIR (outside the run directory):
 
     horovodrun -np 2 python tests/workers/hvd_worker.py '{"model": "ssd_demo", ...}'
 
-The argument is a JSON object of TrainConfig fields.
+The argument is a JSON object of TrainConfig fields; ``{rank}`` in its ``out`` becomes this
+rank's number (a run directory per host, as on hosts without a shared filesystem).
 """
 
 import json
@@ -21,7 +22,9 @@ import numpy as np
 from ssd_gluon.engine.hooks import Hook
 from ssd_gluon.engine.train import TrainConfig, train
 
+rank = int(os.environ["HOROVOD_RANK"])  # set by horovodrun
 config = TrainConfig(**json.loads(sys.argv[1]))
+config.out = config.out.format(rank=rank)
 out_dir = os.path.abspath(config.out)
 probe_dir = os.environ["HVD_PROBE_DIR"]
 writes = []
@@ -56,7 +59,6 @@ class RecordLabels(Hook):
 recorder = RecordLabels()
 sys.addaudithook(audit)
 net = train(config, hooks=[recorder])
-rank = int(os.environ["HOROVOD_RANK"])  # set by horovodrun
 net.save_parameters(os.path.join(probe_dir, "rank%d.params" % rank))
 np.save(os.path.join(probe_dir, "rank%d.labels.npy" % rank), np.concatenate(recorder.labels))
 with open(os.path.join(probe_dir, "rank%d.writes.json" % rank), "w") as f:
