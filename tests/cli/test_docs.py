@@ -44,7 +44,7 @@ def help_texts():
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
         )
         assert proc.returncode == 0, (script, proc.stderr[-1000:])
         texts[script] = proc.stdout

@@ -123,7 +123,7 @@ def pack(root, prefix, **kwargs):
 
 def pack_cli(*argv):
     """Run data/pack_voc.py with ``argv``; returns the CompletedProcess."""
-    return run_cli(str(CLI), *map(str, argv), timeout=300)
+    return run_cli(str(CLI), *map(str, argv), timeout=600)
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -279,7 +279,7 @@ def test_cli_strict_error_exits_1_without_partial_output(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 1, proc.stderr
     err = proc.stderr.strip()
@@ -769,7 +769,7 @@ def test_cli_failed_write_is_one_line_and_leaves_nothing(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         preexec_fn=limit_file_size(20000),
     )
     assert proc.returncode == 1, proc.stderr

@@ -162,7 +162,7 @@ def test_second_ctrl_c_during_a_long_step_aborts(sample_dir, tmp_path):
         os.kill(proc.pid, signal.SIGINT)
         time.sleep(0.2)
         os.kill(proc.pid, signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=120)
+        stdout, _ = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGINT, stdout

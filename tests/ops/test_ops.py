@@ -415,6 +415,6 @@ def test_loads_after_horovod_mxnet():
         "ops.load()\n"
         "print(mx.nd.ssd_multibox_prior(mx.nd.zeros((1, 1, 2, 2)), sizes=(0.5,)).shape)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-1000:])
     assert "(1, 4, 4)" in proc.stdout
