@@ -221,31 +221,13 @@ def test_train_and_eval_leave_bad_records_out_or_stop(sample_dir, tmp_path):
     # evaluation: the mAP of the good records, never nan, and a valid eval.json
     test = _sample_with_bad_records(sample_dir, tmp_path, "test.rec")
     out = tmp_path / "eval.json"
-    proc = run_cli(
-        "scripts/eval_voc.py",
-        "--model",
-        "ssd_demo",
-        "--params",
-        str(tmp_path / "run" / "final.params"),
-        "--rec",
-        test,
-        "--speed-repeats",
-        "0",
-        "--out",
-        str(out),
-    )
+    params = str(tmp_path / "run" / "final.params")
+    evaluate = ["scripts/eval_voc.py", "--model", "ssd_demo", "--params", params, "--rec"]
+    proc = run_cli(*evaluate, test, "--speed-repeats", "0", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 of 32 records are bad and left out" in proc.stderr
     result = json.loads(out.read_text())
     assert result["images"] == 30 and np.isfinite(result["mAP"])
     cut = _damage("cut at a record boundary", str(sample_dir / "test.rec"), tmp_path)
-    proc = run_cli(
-        "scripts/eval_voc.py",
-        "--model",
-        "ssd_demo",
-        "--params",
-        str(tmp_path / "run" / "final.params"),
-        "--rec",
-        cut,
-    )
+    proc = run_cli(*evaluate, cut)
     assert_one_line_error(proc, "damaged.idx: lists 32 records, damaged.rec holds 31")
