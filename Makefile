@@ -21,7 +21,7 @@ HVD_GPU := $(if $(GPU),HOROVOD_GPU_OPERATIONS=NCCL,)
 # MXNet 1.9.1's exporter (mx.onnx) imports onnx.mapping, which 1.19 removed.
 DEPS := numpy==1.23.5 $(MXNET_PKG) gluoncv==0.10.5.post0 opencv-python==4.11.0.86 \
         matplotlib==3.10.9 scipy==1.15.3 pandas==2.3.3 pytest==8.3.4 tqdm==4.70.1 \
-        onnx==1.15.0 onnxruntime==1.20.1 protobuf==7.36.2 ruff==0.16.9 \
+        pycocotools==2.0.10 onnx==1.15.0 onnxruntime==1.20.1 protobuf==7.36.2 ruff==0.16.9 \
         wheel cloudpickle psutil pyyaml packaging cffi
 
 .PHONY: setup demo test lint bench ops clean-sample

@@ -62,7 +62,14 @@ setup(
     python_requires=">=3.8,<3.12",
     # gluoncv is the peer of the benchmarks and tests, and the source of --pretrained-base
     # gluoncv (imported only then): an extra, not a dependency of the library.
-    install_requires=["numpy==1.23.5", "mxnet>=1.9.1,<2", "opencv-python", "matplotlib", "tqdm"],
+    install_requires=[
+        "numpy==1.23.5",
+        "mxnet>=1.9.1,<2",
+        "opencv-python",
+        "matplotlib",
+        "tqdm",
+        "pycocotools",
+    ],
     extras_require={
         "gluoncv": ["gluoncv==0.10.5.post0"],
         "onnx": ["onnx==1.15.0", "onnxruntime==1.20.1"],
