@@ -50,6 +50,27 @@ def voc_recipe():
     )
 
 
+def coco_recipe():
+    """SSD300/SSD512 on COCO train2017 (117,266 images with objects), gluoncv's schedule:
+    SGD momentum 0.9, wd 5e-4, lr 1e-3 at batch 32, x0.1 at epochs 160 and 200 of 240
+    (~880k iterations at batch 32), the paper's augmentation, from an ImageNet VGG16,
+    validated every 10 epochs. gluoncv has no warm-up; voc_recipe's epoch of it guards the
+    linearly scaled lr of large global batches here as well."""
+    return Recipe(
+        optimizer="sgd",
+        lr=1e-3,
+        momentum=0.9,
+        wd=5e-4,
+        epochs=240,
+        warmup_epochs=1.0,
+        lr_steps=(160 / 240, 200 / 240),
+        batch_size=32,
+        augment="paper",
+        val_interval=10,
+        needs_pretrained_base=True,
+    )
+
+
 def demo_recipe():
     """ssd_demo from scratch on the embedded sample in minutes on 2 CPU cores: Adam (SGD
     needs many more epochs from scratch), lr 2e-3 per 32 images (1e-3 at batch 16), half an
@@ -74,6 +95,8 @@ def demo_recipe():
 RECIPES = {
     "ssd_300_vgg16_atrous_voc": voc_recipe,
     "ssd_512_vgg16_atrous_voc": voc_recipe,
+    "ssd_300_vgg16_atrous_coco": coco_recipe,
+    "ssd_512_vgg16_atrous_coco": coco_recipe,
     "ssd_demo": demo_recipe,
 }
 
@@ -88,8 +111,8 @@ FIELDS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "needs_pr
 
 def make_recipe(model, overrides, has_pretrained_base=False, from_scratch=False):
     """The preset's recipe with ``overrides`` (field -> value; None keeps the preset's;
-    ``lr_steps`` may be a comma-separated string). A VOC preset without an ImageNet base is
-    an error unless ``from_scratch``."""
+    ``lr_steps`` may be a comma-separated string). A VOC or COCO preset without an ImageNet
+    base is an error unless ``from_scratch``."""
     recipe = recipe_for(model)
     for field, value in overrides.items():
         if field not in FIELDS:

@@ -1,8 +1,10 @@
-"""Loading parameter files into a network: our own checkpoints, gluoncv's saved SSD models
-and ImageNet bases, with one-line errors that name the file and the mismatch."""
+"""Loading parameter files into a network: our own checkpoints, gluoncv's saved SSD models,
+ImageNet bases, and either detector into a network of another class list (fine-tuning), with
+one-line errors that name the file and the mismatch."""
 
 import os
 import re
+from typing import NamedTuple
 
 import mxnet as mx
 
@@ -19,6 +21,9 @@ _GLUONCV_RENAMES = [
     (r"^box_predictors\.(\d+)\.predictor\.", r"box_heads.\1."),
 ]
 _GLUONCV_SKIP = re.compile(r"^anchor_generators\.")  # gluoncv stores anchors as constants
+# Our class-prediction heads (structured names): the only parameters whose shape depends on
+# the class list.
+_CLS_HEAD = re.compile(r"^cls_heads\.(\d+)\.(weight|bias)$")
 
 
 def structured_params(block):
@@ -56,6 +61,13 @@ def _check_file(filename):
         ) from None
 
 
+def _shape_fits(known, shape):
+    """Whether an array of ``shape`` fits a parameter of shape ``known`` (0 or -1: a dimension
+    Gluon infers at the first forward, such as a conv's input channels)."""
+    known = known or ()
+    return len(known) == len(shape) and all(k in (0, -1, n) for k, n in zip(known, shape))
+
+
 def _assign(params, arrays, filename, allow_missing=False):
     """Copy name->array into a structured-name ParameterDict, checking names and shapes."""
     unknown = sorted(set(arrays) - set(params))
@@ -69,8 +81,7 @@ def _assign(params, arrays, filename, allow_missing=False):
         raise UserError("%s: missing %d parameters, e.g. %s" % (filename, len(missing), missing[0]))
     for name, arr in arrays.items():
         p = params[name]
-        known = p.shape or ()
-        if len(known) != arr.ndim or any(k not in (0, -1, n) for k, n in zip(known, arr.shape)):
+        if not _shape_fits(p.shape, arr.shape):
             raise UserError(
                 "%s: %s has shape %s, the model expects %s (another model or "
                 "class count?)" % (filename, name, arr.shape, p.shape)
@@ -104,14 +115,19 @@ def save_parameters(net, path):
     atomic_save(save, path, check)
 
 
-def load_gluoncv_parameters(net, filename):
-    """Load a file written by gluoncv's ``save_parameters()`` of the same-named SSD model."""
-    arrays = {
+def _gluoncv_arrays(filename):
+    """{our structured name: array} of a file written by gluoncv's SSD ``save_parameters()``
+    (its constant anchors left out)."""
+    return {
         _rename_gluoncv(k): v
         for k, v in _check_file(filename).items()
         if not _GLUONCV_SKIP.search(k)
     }
-    _assign(structured_params(net), arrays, filename)
+
+
+def load_gluoncv_parameters(net, filename):
+    """Load a file written by gluoncv's ``save_parameters()`` of the same-named SSD model."""
+    _assign(structured_params(net), _gluoncv_arrays(filename), filename)
     return net
 
 
@@ -132,6 +148,113 @@ def load_parameters(net, filename):
     name the file and the mismatch."""
     _assign(structured_params(net), _check_file(filename), filename)
     return net
+
+
+class ClassReuse(NamedTuple):
+    """What ``load_parameters_for_classes`` did with each class name."""
+
+    reused: tuple  # the network's classes whose head rows came from the file
+    new: tuple  # the network's classes not in the file: left at their fresh initialization
+    dropped: tuple  # the file's classes the network does not have
+
+    def __str__(self):
+        def names(group):
+            return ", ".join(group) if group else "none"
+
+        return "classes reused from the file: %s; new: %s; not kept: %s" % (
+            names(self.reused),
+            names(self.new),
+            names(self.dropped),
+        )
+
+
+def _fresh_data(p, shape):
+    """``p``'s data as NumPy: its current values if it is initialized, else those of its own
+    initializer, run now on the CPU with ``shape`` (heads: Xavier weights, zero biases). A
+    deferred parameter (``net.initialize()`` before any forward) gets the same initializer
+    its first forward would have run."""
+    try:
+        return p.data().asnumpy()
+    except RuntimeError:  # never initialized, or deferred until the input channels are known
+        p.shape = shape
+        p.initialize(ctx=mx.cpu())
+        return p.data().asnumpy()
+
+
+def load_parameters_for_classes(net, filename, source_classes, gluoncv=False):
+    """Fine-tuning start: load a detector trained for ``source_classes`` into ``net``, the
+    same preset built for another class list (``net.classes``), like gluoncv's
+    ``reset_class(classes, reuse_weights=...)``.
+
+    ``filename`` is our ``.params`` (a checkpoint or ``final``), or with ``gluoncv=True`` a
+    file of gluoncv's same-named model. Our files do not store class names, so
+    ``source_classes`` (the file's foreground classes, in its order) is required.
+
+    Every parameter except the class heads' is loaded as is. Class head k is a 3x3 conv with
+    A * (C + 1) output channels (A anchors per cell, C classes), anchor-major: channel
+    ``a * (C + 1) + c`` scores class c (0: background) for anchor a, the layout ``SSD``
+    reshapes to (B, N, C + 1). For every anchor, the network's background row and the rows
+    of classes also in ``source_classes`` (matched by name) are copied from the file's
+    positions of those classes; the other rows keep their initialization: the network's
+    own values if it was initialized, else the heads' initializer run here. Parameters end
+    on the CPU (``net`` must not be initialized on another device).
+
+    Returns a ``ClassReuse`` (``str()`` of it is a one-line summary). A file of another
+    architecture, or one whose class heads do not fit ``len(source_classes)`` classes, is a
+    one-line UserError naming the file and the first mismatching parameter.
+    """
+    source = tuple(source_classes)
+    if not source or len(set(source)) != len(source):
+        raise UserError(
+            "%s: source_classes must be the file's distinct class names, got %r"
+            % (filename, source)
+        )
+    target = tuple(net.classes)
+    arrays = _gluoncv_arrays(filename) if gluoncv else _check_file(filename)
+    params = structured_params(net)
+
+    # Everything outside the class heads: the same names and shapes as the file's.
+    _assign(
+        {k: p for k, p in params.items() if not _CLS_HEAD.search(k)},
+        {k: v for k, v in arrays.items() if not _CLS_HEAD.search(k)},
+        filename,
+    )
+    head_names = sorted(k for k in params if _CLS_HEAD.search(k))
+    unmatched = sorted(set(head_names) ^ {k for k in arrays if _CLS_HEAD.search(k)})
+    if unmatched:
+        raise UserError(
+            "%s: class heads differ from this model's, e.g. %s (another model?)"
+            % (filename, unmatched[0])
+        )
+
+    # (target row, source row) per anchor; row 0 is background in both.
+    rows = [(0, 0)] + [(t + 1, source.index(c) + 1) for t, c in enumerate(target) if c in source]
+    for name in head_names:
+        p, arr = params[name], arrays[name]
+        anchors = net.anchor_specs[int(_CLS_HEAD.search(name).group(1))].num_anchors
+        if arr.shape[0] != anchors * (len(source) + 1):
+            raise UserError(
+                "%s: %s has %d output channels, not %d anchors x (%d source classes + 1) "
+                "(another model, or not the file's source_classes?)"
+                % (filename, name, arr.shape[0], anchors, len(source))
+            )
+        shape = (anchors * (len(target) + 1),) + arr.shape[1:]
+        if not _shape_fits(p.shape, shape):
+            raise UserError(
+                "%s: %s has shape %s, the model expects %s for %d classes (another model?)"
+                % (filename, name, arr.shape, p.shape, len(target))
+            )
+        # Split the channel axis into (anchor, class row) to copy whole rows of all anchors.
+        new = _fresh_data(p, shape).reshape((anchors, len(target) + 1) + arr.shape[1:])
+        old = arr.asnumpy().reshape((anchors, len(source) + 1) + arr.shape[1:])
+        for t, s in rows:
+            new[:, t] = old[:, s]
+        p.set_data(mx.nd.array(new.reshape(shape), dtype=arr.dtype))
+    return ClassReuse(
+        reused=tuple(c for c in target if c in source),
+        new=tuple(c for c in target if c not in source),
+        dropped=tuple(c for c in source if c not in target),
+    )
 
 
 def pretrained_base_file(spec):

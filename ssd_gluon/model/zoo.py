@@ -3,7 +3,7 @@
 
 import mxnet as mx
 
-from ..data.classes import SAMPLE_CLASSES, VOC_CLASSES
+from ..data.classes import COCO_CLASSES, SAMPLE_CLASSES, VOC_CLASSES
 from ..utils.errors import UserError
 from .anchors import anchor_specs
 from .ssd import SSD
@@ -39,6 +39,31 @@ def ssd_512_vgg16_atrous_voc(classes=None, ops="auto"):
     return SSD(vgg16_atrous(EXTRAS_512), specs, classes or VOC_CLASSES, base_size=512, ops=ops)
 
 
+def ssd_300_vgg16_atrous_coco(classes=None, ops="auto"):
+    """SSD300 for COCO's 80 classes: the VOC model's layers and 8732 anchors with the
+    paper's smaller COCO sizes (21 px on conv4_3; COCO has more small objects)."""
+    specs = anchor_specs(
+        sizes=[21, 45, 99, 153, 207, 261, 315],
+        ratios=[_R3, _R5, _R5, _R5, _R3, _R3],
+        steps=[8, 16, 32, 64, 100, 300],
+    )
+    return SSD(vgg16_atrous(EXTRAS_300), specs, classes or COCO_CLASSES, base_size=300, ops=ops)
+
+
+def ssd_512_vgg16_atrous_coco(classes=None, ops="auto"):
+    """SSD512 for COCO's 80 classes: the VOC model's layers and 24564 anchors.
+
+    Sizes are gluoncv's, the same as its VOC SSD512 (the original Caffe COCO model uses
+    smaller ones), so its published weights load unchanged.
+    """
+    specs = anchor_specs(
+        sizes=[51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
+        ratios=[_R3, _R5, _R5, _R5, _R5, _R3, _R3],
+        steps=[8, 16, 32, 64, 128, 256, 512],
+    )
+    return SSD(vgg16_atrous(EXTRAS_512), specs, classes or COCO_CLASSES, base_size=512, ops=ops)
+
+
 def ssd_demo(classes=None, ops="auto"):
     """Compact SSD for 2 CPU cores, trained from scratch in minutes: a thin VGG-atrous (same
     topology, 1/4-1/8 of the channels, BatchNorm instead of the conv4_3 L2Norm), 96x96 input,
@@ -67,6 +92,8 @@ def ssd_demo(classes=None, ops="auto"):
 _MODELS = {
     "ssd_300_vgg16_atrous_voc": ssd_300_vgg16_atrous_voc,
     "ssd_512_vgg16_atrous_voc": ssd_512_vgg16_atrous_voc,
+    "ssd_300_vgg16_atrous_coco": ssd_300_vgg16_atrous_coco,
+    "ssd_512_vgg16_atrous_coco": ssd_512_vgg16_atrous_coco,
     "ssd_demo": ssd_demo,
 }
 

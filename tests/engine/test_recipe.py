@@ -15,6 +15,20 @@ def test_voc_preset_is_the_reference_recipe():
     assert total == 517 * 240 == 124080 and warmup == 517 and drops == [82720, 103400]
 
 
+@pytest.mark.parametrize("model", ["ssd_300_vgg16_atrous_coco", "ssd_512_vgg16_atrous_coco"])
+def test_coco_presets_get_gluoncvs_coco_recipe(model):
+    r = recipe.recipe_for(model)
+    assert (r.optimizer, r.lr, r.momentum, r.wd, r.epochs) == ("sgd", 1e-3, 0.9, 5e-4, 240)
+    assert r.val_interval == 10 and r.warmup_epochs == 1.0 and r.augment == "paper"
+    assert r.needs_pretrained_base and recipe.effective_lr(r.lr, 32, 1) == 1e-3
+    # COCO train2017 (117,266 images with objects) at batch 32: 3664 iterations an epoch,
+    # the drops after epochs 160 and 200
+    total, warmup, drops = recipe.schedule_steps(
+        117266 // 32, r.epochs, r.warmup_epochs, r.lr_steps
+    )
+    assert total == 3664 * 240 and warmup == 3664 and drops == [3664 * 160, 3664 * 200]
+
+
 @pytest.mark.parametrize(
     "batch, workers, expected", [(32, 1, 1e-3), (8, 4, 1e-3), (32, 4, 4e-3), (8, 1, 2.5e-4)]
 )

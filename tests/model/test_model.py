@@ -1,5 +1,5 @@
-"""The network: equality with gluoncv's SSD under identical weights, hybridization, one
-return type in every mode, weight loading errors."""
+"""The network: equality with gluoncv's VOC and COCO SSDs under identical weights,
+hybridization, one return type in every mode, weight loading errors."""
 
 import mxnet as mx
 import numpy as np
@@ -15,9 +15,15 @@ def _center_to_corner(a, size):
 
 
 @pytest.mark.parametrize(
-    "name,size", [("ssd_300_vgg16_atrous_voc", 300), ("ssd_512_vgg16_atrous_voc", 512)]
+    "name,size,num_classes",
+    [
+        ("ssd_300_vgg16_atrous_voc", 300, 20),
+        ("ssd_512_vgg16_atrous_voc", 512, 20),
+        ("ssd_300_vgg16_atrous_coco", 300, 80),
+        ("ssd_512_vgg16_atrous_coco", 512, 80),
+    ],
 )
-def test_equals_gluoncv_with_same_weights(name, size, tmp_path):
+def test_equals_gluoncv_with_same_weights(name, size, num_classes, tmp_path):
     gluoncv = pytest.importorskip("gluoncv")
     mx.random.seed(1)
     ref = gluoncv.model_zoo.get_model(name, pretrained_base=False)
@@ -31,6 +37,8 @@ def test_equals_gluoncv_with_same_weights(name, size, tmp_path):
     net = get_model(name, ops="builtin")
     load_gluoncv_parameters(net, path)
     cls, box, anc = [o.asnumpy() for o in net(x)]
+    assert net.num_classes == num_classes and cls.shape[-1] == num_classes + 1
+    assert net.classes == tuple(ref.classes)  # the same names in the same order
     scale = np.abs(g_cls).max()
     np.testing.assert_allclose(cls, g_cls, atol=1e-5 * scale, rtol=1e-5)
     np.testing.assert_allclose(box, g_box, atol=1e-5 * np.abs(g_box).max(), rtol=1e-5)
@@ -61,9 +69,13 @@ def test_parameters_uninitialized_until_initialize():
 
 
 def test_list_and_unknown_model():
-    assert {"ssd_300_vgg16_atrous_voc", "ssd_512_vgg16_atrous_voc", "ssd_demo"} <= set(
-        list_models()
-    )
+    assert {
+        "ssd_300_vgg16_atrous_voc",
+        "ssd_512_vgg16_atrous_voc",
+        "ssd_300_vgg16_atrous_coco",
+        "ssd_512_vgg16_atrous_coco",
+        "ssd_demo",
+    } <= set(list_models())
     with pytest.raises(ValueError, match="unknown model 'ssd_9000'.*ssd_demo"):
         get_model("ssd_9000")
 
