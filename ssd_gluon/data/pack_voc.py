@@ -13,133 +13,41 @@ Files written for ``out_prefix``: ``.rec`` + ``.idx`` (``MXIndexedRecordIO``), `
 ``<name>.tmp-<pid>`` and renamed into place only when everything succeeded.
 """
 
-import dataclasses
-import multiprocessing
 import os
-import signal
-import sys
 import xml.etree.ElementTree as ET
-from collections import Counter
 from pathlib import Path
-from typing import Dict, List
 
-import cv2
-import mxnet as mx
 import numpy as np
-from tqdm import tqdm
 
-from ..utils.errors import UserError
 from .classes import VOC_CLASSES, check_class_names
-from .records import OBJECT_WIDTH, make_label
-from .writer import RecordWriter
+from .packing import (
+    NO_OBJECTS,
+    OTHER_CLASSES_MODES,
+    UNKNOWN_CLASS,
+    Annotation,
+    PackError,
+    PackSummary,
+    Skipped,
+    check_other_classes,
+    format_counts,
+    load_jpeg,
+    pack_items,
+)
+from .records import OBJECT_WIDTH
 
-JPEG_QUALITY = 95
-NO_OBJECTS = "no usable objects"
-UNKNOWN_CLASS = "unknown class"
-# What to do with an object whose class is not in the class list: drop the object (the image
-# is kept with its other objects), skip the whole image, or stop with an error.
-OTHER_CLASSES_MODES = ("drop", "skip", "error")
-
-
-class PackError(UserError):
-    """A bad input item. ``str(err)`` is one line: ``"<path>: <problem>"``.
-
-    ``kind`` is a short category used to group skipped items in the summary
-    (e.g. ``'missing image'``, ``'broken annotation'``, ``'unknown class'``).
-    """
-
-    def __init__(self, path, problem, kind="error"):
-        super().__init__(str(path), str(problem), kind)
-        self.path = str(path)
-        self.problem = " ".join(str(problem).split())  # always a single line
-        self.kind = kind
-
-    def __str__(self):
-        return f"{self.path}: {self.problem}"
-
-
-@dataclasses.dataclass
-class Annotation:
-    """One parsed VOC XML file.
-
-    ``objects``: float32 (K, 6) rows ``[cls, xmin, ymin, xmax, ymax, difficult]``, corners
-    normalized to [0, 1]. ``clipped``: kept boxes that had to be clipped to the image;
-    ``dropped``: boxes dropped for zero (or negative) area after clipping; ``ignored``:
-    class name -> objects left out because their class is not in the class list.
-    """
-
-    width: int
-    height: int
-    objects: np.ndarray
-    clipped: int = 0
-    dropped: int = 0
-    ignored: Dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class Skipped:
-    """An image left out of the output: its file, a short ``reason`` and the full message."""
-
-    path: str
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass
-class PackSummary:
-    """What ``pack_voc`` wrote.
-
-    ``images``: records written; ``objects``: class name -> object count (difficult ones
-    included), in class order; ``difficult``: difficult objects; ``clipped`` / ``dropped``:
-    box counts (see ``Annotation``); ``ignored_objects``: class name -> objects dropped
-    because their class is not in the class list (``other_classes='drop'``; a misspelt class
-    name in an annotation shows up here); ``skipped``: one ``Skipped`` per image left out;
-    ``outputs``: suffix (``'.rec'`` ...) -> written path.
-    """
-
-    images: int = 0
-    objects: Dict[str, int] = dataclasses.field(default_factory=dict)
-    difficult: int = 0
-    clipped: int = 0
-    dropped: int = 0
-    ignored_objects: Dict[str, int] = dataclasses.field(default_factory=dict)
-    skipped: List[Skipped] = dataclasses.field(default_factory=list)
-    outputs: Dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def skipped_by_reason(self):
-        """Return ``{reason: count}`` over ``skipped``."""
-        return dict(Counter(s.reason for s in self.skipped))
-
-    def format(self, max_items=0):
-        """Return a multi-line human-readable report.
-
-        Skipped images are counted by reason; ``pack_voc`` already printed each one on
-        stderr when it met it, so their messages are listed only up to ``max_items``.
-        """
-        lines = [
-            f"packed {self.images} images -> {self.outputs.get('.rec', '?')}",
-            f"objects: {sum(self.objects.values())} (difficult: {self.difficult})",
-        ]
-        width = max([len(n) for n in self.objects] + [1])
-        lines += [f"  {name:<{width}}  {count}" for name, count in self.objects.items()]
-        lines.append(
-            f"boxes clipped to the image: {self.clipped}, dropped (zero area): {self.dropped}"
-        )
-        if self.ignored_objects:
-            ignored = _format_counts(self.ignored_objects)
-            lines.append(f"objects of classes not in the list, dropped: {ignored}")
-        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped_by_reason().items()))
-        lines.append(f"skipped images: {len(self.skipped)}" + (f" ({reasons})" if reasons else ""))
-        lines += [f"  {s.message}" for s in self.skipped[:max_items]]
-        if 0 < max_items < len(self.skipped):
-            lines.append(f"  ... and {len(self.skipped) - max_items} more")
-        return "\n".join(lines)
-
-
-def _format_counts(counts):
-    """``{'person': 12, 'dog': 3}`` -> ``'person 12, dog 3'`` (most frequent first)."""
-    items = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return ", ".join(f"{name} {count}" for name, count in items)
+__all__ = [
+    "NO_OBJECTS",
+    "OTHER_CLASSES_MODES",
+    "UNKNOWN_CLASS",
+    "Annotation",
+    "PackError",
+    "PackSummary",
+    "Skipped",
+    "VocItemLoader",
+    "pack_voc",
+    "parse_annotation",
+    "read_image_set",
+]
 
 
 def _text(elem, tag, xml_path, what):
@@ -226,7 +134,7 @@ def parse_annotation(xml_path, class_names, other_classes="error"):
             rows.append(row)
             clipped += was_clipped
     objects = np.stack(rows) if rows else np.zeros((0, OBJECT_WIDTH), np.float32)
-    return Annotation(width, height, objects, clipped, dropped, ignored)
+    return Annotation(width, height, objects, clipped, dropped, ignored, path=str(xml_path))
 
 
 def read_image_set(voc_root, spec):
@@ -253,26 +161,21 @@ def read_image_set(voc_root, spec):
     return [(f"{base}/JPEGImages/{i}.jpg", f"{base}/Annotations/{i}.xml") for i in ids]
 
 
-def _encode_jpeg(img):
-    """Return ``img`` (BGR uint8) encoded exactly as ``mx.recordio.pack_img`` encodes it."""
-    packed = mx.recordio.pack_img(
-        mx.recordio.IRHeader(0, 0, 0, 0), img, quality=JPEG_QUALITY, img_fmt=".jpg"
-    )
-    return mx.recordio.unpack(packed)[1]
-
-
-class _ItemLoader:
-    """Picklable worker: ``(image rel, xml rel)`` -> ``(error, annotation, jpeg bytes)``.
+class VocItemLoader:
+    """Picklable worker: ``(image rel, xml rel)`` -> ``(error, annotation, jpeg bytes)``, paths
+    relative to ``root`` (``packing``'s loader contract).
 
     ``error`` is a PackError (or None) saying why the image is left out; ``annotation`` is
     None if it could not be read; ``jpeg`` is None whenever ``error`` is set. An image
-    without any usable object gets a PackError of kind ``NO_OBJECTS`` with its annotation.
+    without any usable object gets a PackError of kind ``NO_OBJECTS`` with its annotation,
+    unless ``keep_empty`` (evaluation sets): then it is packed without objects.
     """
 
-    def __init__(self, voc_root, class_names, other_classes="drop"):
-        self.voc_root = str(voc_root)
+    def __init__(self, root, class_names, other_classes="drop", keep_empty=False):
+        self.root = str(root)
         self.class_names = tuple(class_names)
         self.other_classes = other_classes
+        self.keep_empty = keep_empty
 
     def __call__(self, pair):
         try:
@@ -281,45 +184,14 @@ class _ItemLoader:
             return err, None, None
 
     def _load(self, img_rel, xml_rel):
-        xml_path = os.path.join(self.voc_root, xml_rel)
+        xml_path = os.path.join(self.root, xml_rel)
         ann = parse_annotation(xml_path, self.class_names, self.other_classes)
-        if len(ann.objects) == 0:
+        if len(ann.objects) == 0 and not self.keep_empty:
             problem = NO_OBJECTS
             if ann.ignored:
-                problem += f" (only classes not in the list: {_format_counts(ann.ignored)})"
+                problem += f" (only classes not in the list: {format_counts(ann.ignored)})"
             return PackError(xml_path, problem, NO_OBJECTS), ann, None
-        img_path = os.path.join(self.voc_root, img_rel)
-        if not os.path.isfile(img_path):
-            raise PackError(img_path, "image file not found", "missing image")
-        img = cv2.imread(img_path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise PackError(img_path, "cannot decode image", "unreadable image")
-        if img.shape[:2] != (ann.height, ann.width):
-            raise PackError(
-                img_path,
-                f"image is {img.shape[1]}x{img.shape[0]} but the "
-                f"annotation <size> says {ann.width}x{ann.height}",
-                "size mismatch",
-            )
-        return None, ann, _encode_jpeg(img)
-
-
-def _worker_init():
-    """Pool initializer: let only the parent handle Ctrl-C; keep OpenCV single-threaded."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
-
-
-def _load_all(loader, pairs, num_workers):
-    """Yield ``loader(pair)`` for every pair in order, in a process pool if num_workers > 1."""
-    if num_workers <= 1:
-        yield from map(loader, pairs)
-        return
-    # forkserver, not fork: a child forked from a parent whose OpenCV thread pool is running
-    # (any cv2 call before packing) deadlocks in its first cv2 call.
-    context = multiprocessing.get_context("forkserver")
-    with context.Pool(num_workers, initializer=_worker_init) as pool:
-        yield from pool.imap(loader, pairs, chunksize=8)
+        return None, ann, load_jpeg(os.path.join(self.root, img_rel), ann)
 
 
 def _collect_pairs(voc_root, sets):
@@ -331,57 +203,6 @@ def _collect_pairs(voc_root, sets):
     if not sets:
         raise PackError(voc_root, "no image sets given", "bad set")
     return [pair for spec in sets for pair in read_image_set(voc_root, spec.strip())]
-
-
-def _is_fatal(err, strict, other_classes):
-    """Whether the PackError ``err`` of one item stops packing instead of skipping the item.
-
-    An image without usable objects is never fatal; an unknown class is fatal unless
-    ``other_classes`` is ``'skip'`` (with ``'drop'`` it never arises); any other bad item
-    is fatal only if ``strict``.
-    """
-    if err.kind == NO_OBJECTS:
-        return False
-    if err.kind == UNKNOWN_CLASS:
-        return other_classes != "skip"
-    return strict
-
-
-def _handle(result, pair, writer, summary, loader, strict):
-    """Fold one loader result for ``pair`` into ``writer`` / ``summary``; raise a fatal one.
-
-    Each skipped image is printed once here, on stderr, and appended to ``summary.skipped``.
-    """
-    err, ann, jpeg = result
-    img_rel, _ = pair
-    if ann is not None:
-        summary.clipped += ann.clipped
-        summary.dropped += ann.dropped
-        for name, count in ann.ignored.items():
-            summary.ignored_objects[name] = summary.ignored_objects.get(name, 0) + count
-    if err is not None:
-        if _is_fatal(err, strict, loader.other_classes):
-            raise err
-        tqdm.write(str(err), file=sys.stderr)
-        summary.skipped.append(Skipped(err.path, err.kind, str(err)))
-        return
-    writer.write(img_rel, make_label(ann.width, ann.height, ann.objects), jpeg)
-    summary.images += 1
-    summary.difficult += int(ann.objects[:, 5].sum())
-    for cls in ann.objects[:, 0].astype(int):
-        summary.objects[loader.class_names[cls]] += 1
-
-
-def _pack_items(pairs, loader, num_workers, writer, summary, strict, progress):
-    """Load every pair (in order) and write the usable ones; fills ``summary``."""
-    results = _load_all(loader, pairs, min(num_workers, max(len(pairs), 1)))
-    try:
-        with tqdm(total=len(pairs), unit="img", disable=not progress, file=sys.stderr) as bar:
-            for pair, result in zip(pairs, results):
-                _handle(result, pair, writer, summary, loader, strict)
-                bar.update()
-    finally:
-        results.close()  # shuts the worker pool down at once, also on error / Ctrl-C
 
 
 def pack_voc(
@@ -416,43 +237,7 @@ def pack_voc(
     nearly in order every epoch.
     """
     class_names = check_class_names(class_names)
-    if other_classes is None:
-        other_classes = "error" if strict else "drop"
-    if other_classes not in OTHER_CLASSES_MODES:
-        raise ValueError(
-            f"other_classes must be one of {', '.join(OTHER_CLASSES_MODES)}, not {other_classes!r}"
-        )
+    other_classes = check_other_classes(other_classes, strict)
     pairs = _collect_pairs(str(voc_root), sets)
-    if shuffle_seed is not None:
-        order = np.random.RandomState(shuffle_seed).permutation(len(pairs))
-        pairs = [pairs[i] for i in order]
-    if num_workers is None:
-        num_workers = os.cpu_count() or 1
-    summary = PackSummary(objects={name: 0 for name in class_names})
-    try:
-        Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
-        writer = RecordWriter(out_prefix, class_names)
-    except OSError as err:
-        raise _write_error(err, out_prefix) from None
-    try:
-        loader = _ItemLoader(voc_root, class_names, other_classes)
-        _pack_items(pairs, loader, int(num_workers), writer, summary, strict, progress)
-        if summary.images == 0:
-            raise PackError(
-                writer.final[".rec"],
-                f"nothing to pack: all {len(pairs)} listed images were skipped",
-                "empty output",
-            )
-        summary.outputs = writer.commit()
-    except OSError as err:
-        writer.discard()
-        raise _write_error(err, out_prefix) from None
-    except BaseException:
-        writer.discard()
-        raise
-    return summary
-
-
-def _write_error(err, out_prefix):
-    """An OSError while writing the outputs, as a PackError naming the file."""
-    return PackError(err.filename or out_prefix, err.strerror or str(err), "write failed")
+    loader = VocItemLoader(voc_root, class_names, other_classes)
+    return pack_items(pairs, loader, out_prefix, strict, num_workers, progress, shuffle_seed)

@@ -2,11 +2,12 @@
 
 Each record of a ``.rec`` holds a JPEG and a float32 label::
 
-    [HEADER_WIDTH=4, OBJECT_WIDTH=6, width, height,  cls, xmin, ymin, xmax, ymax, difficult, ...]
+    [HEADER_WIDTH=4, OBJECT_WIDTH=6, width, height,  cls, xmin, ymin, xmax, ymax, flag, ...]
 
 a 4-value header (header width, object width, original image width and height in pixels)
 followed by 6 values per object: 0-based class index in the class list, box corners
-normalized to [0, 1], and the difficult flag (0 or 1). Beside ``PREFIX.rec`` lie
+normalized to [0, 1], and a flag (0, ``FLAG_DIFFICULT`` or ``FLAG_CROWD``). The record
+header's ``id2`` holds the dataset's own image id (COCO's; 0 for VOC). Beside ``PREFIX.rec`` lie
 ``PREFIX.idx`` (byte offsets), ``PREFIX.lst`` (im2rec style: ``index<TAB>label...<TAB>path``)
 and ``PREFIX.classes.txt`` (class names, one per line, in index order).
 
@@ -22,6 +23,14 @@ from ..utils.errors import MissingFileError, UserError
 
 HEADER_WIDTH = 4
 OBJECT_WIDTH = 6
+# The object flag (last value): 0 a plain object; FLAG_DIFFICULT a VOC "difficult" one (trained
+# on, ignored by the VOC metric); FLAG_CROWD a COCO "iscrowd" region (not trained on, a crowd
+# region for the COCO metric).
+FLAG_DIFFICULT = 1
+FLAG_CROWD = 2
+# An image without objects holds this one object: ImageDetRecordIter rejects a label without
+# any, and drops objects of class -1 as it reads them (they look like padding).
+EMPTY_OBJECT = (-1, 0, 0, 0, 0, 0)
 ITER_PREFIX = 4
 OUTPUT_SUFFIXES = (".rec", ".idx", ".lst", ".classes.txt")
 
@@ -82,3 +91,14 @@ def read_classes(rec_path):
         return None
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
+
+
+def trainable(objects):
+    """Iterator objects (B, M, 6) NDArray with crowd regions (``FLAG_CROWD``) turned into
+    padding (class -1): training matches no anchor to them."""
+    import mxnet as mx  # here only: the layout itself is read without MXNet
+
+    cls = objects.slice_axis(axis=2, begin=0, end=1)
+    rest = objects.slice_axis(axis=2, begin=1, end=None)
+    crowd = rest.slice_axis(axis=2, begin=4, end=5) == FLAG_CROWD
+    return mx.nd.concat(mx.nd.where(crowd, -mx.nd.ones_like(cls), cls), rest, dim=2)

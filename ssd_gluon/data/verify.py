@@ -30,7 +30,16 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..utils.errors import MissingFileError, UserError
-from .records import HEADER_WIDTH, OBJECT_WIDTH, check_rec, read_classes, read_lst
+from .records import (
+    EMPTY_OBJECT,
+    FLAG_CROWD,
+    FLAG_DIFFICULT,
+    HEADER_WIDTH,
+    OBJECT_WIDTH,
+    check_rec,
+    read_classes,
+    read_lst,
+)
 
 # dmlc RecordIO framing: each part is [magic, lrecord] (uint32 little-endian), where lrecord
 # holds the continuation flag (upper 3 bits: 0 whole record, 1 first, 2 middle, 3 last part)
@@ -55,8 +64,9 @@ class Records:
     """A checked record file. ``path``: what the readers open (``source``, or a copy without
     its ``bad`` records); ``count``: records read (bad ones excluded); ``max_objects``: the
     most objects in one of them; ``classes``: names from ``PREFIX.classes.txt`` or None;
-    ``offsets``: byte offset of each record read in ``path``; ``bad``: (index, problem) of
-    each record left out (index = position in ``source``)."""
+    ``offsets``: byte offset of each record read in ``path``; ``image_ids``: the dataset's
+    image id of each (header id2: COCO's, 0 for VOC); ``bad``: (index, problem) of each
+    record left out (index = position in ``source``)."""
 
     path: str
     source: str
@@ -64,6 +74,7 @@ class Records:
     max_objects: int
     classes: Optional[List[str]]
     offsets: List[int]
+    image_ids: List[int]
     bad: List[Tuple[int, str]]
 
     def shard_sizes(self, num_parts):
@@ -89,7 +100,7 @@ def open_records(rec_path, num_classes=None, strict=False, report=True):
     classes = read_classes(rec_path)
     if num_classes is None and classes is not None:
         num_classes = len(classes)
-    labels, offsets = _walk(rec_path)
+    labels, offsets, image_ids = _walk(rec_path)
     _check_index(rec_path, offsets)
     names = _check_list(rec_path, labels)
     bad = [(i, p) for i, p in enumerate(record_problem(lab, num_classes) for lab in labels) if p]
@@ -114,8 +125,9 @@ def open_records(rec_path, num_classes=None, strict=False, report=True):
             )
         path, offsets = _copy_without(rec_path, left_out, classes, names)
     good = [lab for i, lab in enumerate(labels) if i not in left_out]
+    image_ids = [v for i, v in enumerate(image_ids) if i not in left_out]
     max_objects = max((len(lab) - HEADER_WIDTH) // OBJECT_WIDTH for lab in good)
-    return Records(path, rec_path, len(good), max_objects, classes, offsets, bad)
+    return Records(path, rec_path, len(good), max_objects, classes, offsets, image_ids, bad)
 
 
 def record_problem(label, num_classes=None):
@@ -134,6 +146,8 @@ def record_problem(label, num_classes=None):
     objects = np.asarray(label[HEADER_WIDTH:], np.float64).reshape(-1, OBJECT_WIDTH)
     if len(objects) == 0:
         return "no objects"
+    if len(objects) == 1 and tuple(objects[0]) == EMPTY_OBJECT:
+        return None  # an image without objects, kept for evaluation
     for k, (cls, x0, y0, x1, y1, difficult) in enumerate(objects):
         box = np.array([x0, y0, x1, y1])
         problem = None
@@ -145,8 +159,12 @@ def record_problem(label, num_classes=None):
             problem = "box %s outside [0, 1]" % _values(box)
         elif not (x0 < x1 and y0 < y1):
             problem = "box %s has min >= max" % _values(box)
-        elif difficult not in (0, 1):
-            problem = "difficult flag %g" % difficult
+        elif difficult not in (0, FLAG_DIFFICULT, FLAG_CROWD):
+            problem = "flag %g (not 0, %d difficult or %d crowd)" % (
+                difficult,
+                FLAG_DIFFICULT,
+                FLAG_CROWD,
+            )
         if problem:
             return "object %d: %s" % (k, problem)
     return None
@@ -162,16 +180,17 @@ def _first(bad):
 
 
 def _walk(rec_path):
-    """Every record's float32 label and byte offset, reading only frames and headers."""
+    """Every record's float32 label, byte offset and image id (header id2), reading only
+    frames and headers."""
     size = os.path.getsize(rec_path)
     if size == 0:
         raise UserError("%s: empty file (no records); %s" % (rec_path, HINT))
-    labels, offsets = [], []
+    labels, offsets, image_ids = [], [], []
     with open(rec_path, "rb") as f:
         pos = 0
         while pos < size:
             head, end = _read_head(f, pos, size, rec_path)
-            flag = IR_HEADER.unpack_from(head)[0]
+            flag, _, _, image_id = IR_HEADER.unpack_from(head)
             if flag == 0:
                 raise UserError(
                     "%s: record %d holds a single label (a classification .rec), not "
@@ -187,8 +206,9 @@ def _walk(rec_path):
                 )
             labels.append(np.frombuffer(head, np.float32, flag, IR_HEADER.size))
             offsets.append(pos)
+            image_ids.append(image_id)
             pos = end
-    return labels, offsets
+    return labels, offsets, image_ids
 
 
 def _read_head(f, pos, size, rec_path, need=IR_HEADER.size + 4 * 64):
@@ -299,7 +319,8 @@ def _copy_without(rec_path, bad, classes, names):
             raw = reader.read()
             if i not in bad:
                 header, payload = mx.recordio.unpack(raw)
-                writer.write(names[i] if names else "record-%d" % i, header.label, payload)
+                name = names[i] if names else "record-%d" % i
+                writer.write(name, header.label, payload, header.id2)
         paths = writer.commit()
     except BaseException:
         writer.discard()

@@ -34,10 +34,11 @@ class RecordWriter:
             self.discard()
             raise
 
-    def write(self, img_rel, label, jpeg):
+    def write(self, img_rel, label, jpeg, image_id=0):
         """Append one record (index = running count): float32 ``label`` (``make_label``)
-        and the encoded image ``jpeg``, and its .lst line naming ``img_rel``."""
-        header = mx.recordio.IRHeader(0, label, self.count, 0)
+        and the encoded image ``jpeg``, the dataset's ``image_id`` in the header's id2, and
+        its .lst line naming ``img_rel``."""
+        header = mx.recordio.IRHeader(0, label, self.count, image_id)
         try:
             self.record.write_idx(self.count, mx.recordio.pack(header, jpeg))
         except mx.base.MXNetError as err:  # a short write (full disk), in MXNet's words

@@ -9,7 +9,7 @@ import time
 
 import mxnet as mx
 
-from ..data.records import split_label
+from ..data.records import split_label, trainable
 from ..model.weights import structured_params
 from ..utils.errors import CheckFailedError, DivergedError, UserError
 
@@ -172,6 +172,7 @@ class TrainLoop:
     def _one_step(self, batch):
         data = batch.data[0].as_in_context(self.ctx)
         objects, _ = split_label(batch.label[0].as_in_context(self.ctx))
+        objects = trainable(objects)  # crowd regions are not trained on
         return self.step(data, objects)
 
     def _stop_now(self):

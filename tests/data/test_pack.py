@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from ssd_gluon.data import pack_voc as voc
+from ssd_gluon.data import packing
 from ssd_gluon.data.classes import VOC_CLASSES
 from ssd_gluon.data.pack_voc import PackError, pack_voc, parse_annotation, read_image_set
 
@@ -496,7 +496,7 @@ def test_unreadable_jpeg_and_size_mismatch(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"{jpg / 'garbage.jpg'}: cannot decode image",
-        f"{jpg / 'wrongsize.jpg'}: image is 10x10 but the annotation <size> says 40x30",
+        f"{jpg / 'wrongsize.jpg'}: image is 10x10 but the annotation says 40x30",
     ]
     assert summary.images == 1
 
@@ -552,7 +552,7 @@ def test_all_images_skipped_is_an_error(tmp_path):
 
 
 def test_interrupt_removes_temporaries(good_tree, tmp_path, monkeypatch):
-    real_handle = voc._handle
+    real_handle = packing._handle
     seen = []
 
     def interrupt_second(*args, **kwargs):
@@ -561,7 +561,7 @@ def test_interrupt_removes_temporaries(good_tree, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_handle(*args, **kwargs)
 
-    monkeypatch.setattr(voc, "_handle", interrupt_second)
+    monkeypatch.setattr(packing, "_handle", interrupt_second)
     prefix = tmp_path / "out" / "train"
     with pytest.raises(KeyboardInterrupt):
         pack(good_tree, prefix, num_workers=2)

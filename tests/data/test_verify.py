@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ssd_gluon.data import loader, records
-from ssd_gluon.data.records import make_label
+from ssd_gluon.data.records import EMPTY_OBJECT, make_label
 from ssd_gluon.data.verify import MAGIC, open_records, record_problem
 from ssd_gluon.data.writer import RecordWriter
 from ssd_gluon.utils.errors import UserError
@@ -57,13 +57,16 @@ def labels_read(recs):
         ([[0, 0.1, 0.2, 1.2, 0.7, 0]], "object 0: box [0.1, 0.2, 1.2, 0.7] outside [0, 1]"),
         ([[0, 0.6, 0.2, 0.1, 0.7, 0]], "object 0: box [0.6, 0.2, 0.1, 0.7] has min >= max"),
         ([[0, 0.1, 0.2, 0.6, 0.2, 0]], "object 0: box [0.1, 0.2, 0.6, 0.2] has min >= max"),
-        ([[0, 0.1, 0.2, 0.6, 0.7, 2]], "object 0: difficult flag 2"),
+        ([[0, 0.1, 0.2, 0.6, 0.7, 3]], "object 0: flag 3 (not 0, 1 difficult or 2 crowd)"),
         (np.zeros((0, 6)), "no objects"),
     ],
 )
 def test_each_kind_of_bad_object_is_named(objects, problem):
     assert record_problem(make_label(64, 48, objects), num_classes=3) == problem
     assert record_problem(make_label(64, 48, [GOOD, GOOD]), num_classes=3) is None
+    # crowd regions, and the placeholder of an image without objects, are valid
+    assert record_problem(make_label(64, 48, [[0, 0.1, 0.2, 0.6, 0.7, 2]]), 3) is None
+    assert record_problem(make_label(64, 48, [EMPTY_OBJECT]), 3) is None
 
 
 def test_bad_headers_are_named():
