@@ -86,6 +86,26 @@ def main(args):
         ],
         timings,
     )
+    # The same detections scored as COCO scores them (difficult objects count as crowd).
+    run(
+        "coco",
+        [
+            "scripts/eval_voc.py",
+            "--model",
+            "ssd_demo",
+            "--params",
+            params,
+            "--rec",
+            test_rec,
+            "--metric",
+            "coco",
+            "--speed-repeats",
+            "0",
+            "--out",
+            os.path.join(out, "eval_coco.json"),
+        ],
+        timings,
+    )
     run(
         "export",
         [
@@ -121,14 +141,17 @@ def main(args):
     )
     with open(os.path.join(ROOT, out, "eval.json")) as f:
         result = json.load(f)
+    with open(os.path.join(ROOT, out, "eval_coco.json")) as f:
+        coco = json.load(f)
     print(
         "\n== demo finished in %.0f s (%s)"
         % (time.time() - t0, ", ".join("%s %.0f s" % kv for kv in timings.items()))
     )
     print("VOC07 mAP on the held-out split (%d images): %.4f" % (result["images"], result["mAP"]))
+    print("COCO AP %.4f, AP50 %.4f, AP75 %.4f" % (coco["AP"], coco["AP50"], coco["AP75"]))
     for what, path in [
         ("training run (curves.png)", os.path.join(out, "train")),
-        ("evaluation", os.path.join(out, "eval.json")),
+        ("evaluation (VOC, COCO)", os.path.join(out, "eval.json") + ", eval_coco.json"),
         ("exported symbol + params", os.path.join(out, "export")),
         ("detections (PNG + JSON)", os.path.join(out, "detections")),
     ]:

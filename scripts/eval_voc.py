@@ -1,14 +1,19 @@
-"""PASCAL VOC mAP of a trained SSD on a packed test set: VOC07 11-point (default) or VOC2010+
-all-point AP at IoU 0.5, per-class table, precision/recall plot, and the detector's speed.
+"""Accuracy of a trained SSD on a packed test set: PASCAL VOC mAP (VOC07 11-point, the
+default, or VOC2010+ all-point AP at IoU 0.5) or COCO AP (pycocotools: AP, AP50, AP75,
+small/medium/large, AR1/10/100), a per-class table, and the detector's speed.
 
     python scripts/eval_voc.py --model ssd_demo --params runs/demo/train/final.params \\
         --rec data/sample/test.rec --out runs/demo/eval.json
     python scripts/eval_voc.py --symbol runs/demo/export/ssd_demo --rec data/sample/test.rec
+    python scripts/eval_voc.py --symbol runs/demo/export/ssd_demo --rec data/coco/val.rec \
+        --metric coco --out runs/coco/eval.json
     horovodrun -np 4 python scripts/eval_voc.py --model ssd_300_vgg16_atrous_voc \\
         --params ssd_300_vgg16_atrous_voc.params --gluoncv --rec data/voc/test.rec
 
 Under horovodrun every worker evaluates its shard and the detections are gathered; rank 0
-prints and writes. --out writes the JSON and, beside it, OUT.pr.png.
+prints and writes. --out writes the JSON and, beside it, OUT.pr.png (VOC metrics) or
+OUT.detections.json (COCO: the results file format, with the dataset's image and category ids
+when the records were packed by data/pack_coco.py).
 """
 
 import argparse
@@ -21,8 +26,9 @@ from ssd_gluon.data.records import check_rec, read_classes
 from ssd_gluon.data.verify import STRICT_HELP, open_records
 from ssd_gluon.deploy.loading import load_detector
 from ssd_gluon.engine.distributed import Workers
-from ssd_gluon.engine.evaluate import evaluate
+from ssd_gluon.engine.evaluate import METRICS, evaluate
 from ssd_gluon.evaluation import speed
+from ssd_gluon.evaluation.coco_map import STAT_NAMES
 from ssd_gluon.utils import cli, visualize
 from ssd_gluon.utils.files import output_file, write_json
 
@@ -46,8 +52,8 @@ def get_args_parser():
     p.add_argument(
         "--metric",
         default="voc07",
-        choices=["voc07", "voc2010"],
-        help="11-point (VOC2007) or all-point (VOC2010+) AP",
+        choices=METRICS,
+        help="VOC 11-point (VOC2007) or all-point (VOC2010+) AP at IoU 0.5, or COCO AP",
     )
     p.add_argument("--threads", type=cli.POSITIVE, default=2)
     p.add_argument(
@@ -68,6 +74,8 @@ def print_table(result, classes):
         "%-*s  %.4f  (%s, %d images, %.1f s)"
         % (width, "mAP", result["mAP"], result["metric"], result["images"], result["seconds"])
     )
+    if result["metric"] == "coco":
+        print("  ".join("%s %.4f" % (k, result[k]) for k in STAT_NAMES))
     for key, s in result.get("speed", {}).items():
         print(
             "speed %s: %.1f images/s (%.1f ms per batch), forward + decode + NMS"
@@ -114,10 +122,12 @@ def main(args):
         batches,
         ctx,
         detector.classes,
-        args.metric == "voc07",
+        args.metric,
         progress=workers.is_root,
         workers=workers,
         curves=True,
+        image_ids=records.image_ids,
+        category_ids=records.category_ids,
     )
     result.update(
         seconds=time.time() - t0,
@@ -130,7 +140,7 @@ def main(args):
     workers.finish()
     if not workers.is_root:
         return 0
-    curves = result.pop("curves")
+    curves, detections = result.pop("curves", None), result.pop("detections", None)
     if args.speed_repeats > 0:
         result["speed"] = speed.detector_speed(
             detector.block, shape, ctx, (1, 8), args.speed_repeats
@@ -141,11 +151,16 @@ def main(args):
     print_table(result, detector.classes)
     if args.out:
         write_json(args.out, result)
-        png = os.path.splitext(args.out)[0] + ".pr.png"
-        visualize.plot_pr_curves(
-            curves, result["per_class"], png, "%s mAP %.4f" % (args.metric, result["mAP"])
-        )
-        print("results: %s, precision/recall: %s" % (args.out, png))
+        if detections is not None:
+            path = os.path.splitext(args.out)[0] + ".detections.json"
+            write_json(path, detections, indent=None)
+            print("results: %s, detections (COCO results format): %s" % (args.out, path))
+        else:
+            png = os.path.splitext(args.out)[0] + ".pr.png"
+            visualize.plot_pr_curves(
+                curves, result["per_class"], png, "%s mAP %.4f" % (args.metric, result["mAP"])
+            )
+            print("results: %s, precision/recall: %s" % (args.out, png))
     return 0
 
 

@@ -17,6 +17,7 @@ import argparse
 from ssd_gluon import ops
 from ssd_gluon.data.transforms import AUGMENTATIONS
 from ssd_gluon.data.verify import STRICT_HELP
+from ssd_gluon.engine.evaluate import METRICS
 from ssd_gluon.engine.loop import Interrupted
 from ssd_gluon.engine.train import TrainConfig, train
 from ssd_gluon.model.zoo import list_models
@@ -31,7 +32,13 @@ def get_args_parser():
     )
     p.add_argument("--model", required=True, help="one of: " + ", ".join(list_models()))
     p.add_argument("--train", required=True, help="training PREFIX.rec")
-    p.add_argument("--val", help="validation PREFIX.rec (VOC07 mAP, every worker its shard)")
+    p.add_argument("--val", help="validation PREFIX.rec (every worker evaluates its shard)")
+    p.add_argument(
+        "--val-metric",
+        choices=METRICS,
+        default=D.val_metric,
+        help="VOC 11-point or all-point mAP, or COCO AP (the best checkpoint follows it)",
+    )
     p.add_argument("--out", required=True, help="run directory")
     r = p.add_argument_group("recipe (default: the preset's, see ssd_gluon/engine/recipe.py)")
     r.add_argument("--epochs", type=cli.POSITIVE)
@@ -58,6 +65,19 @@ def get_args_parser():
         default=D.pretrained_base,
         help="ImageNet VGG16-atrous .params, or 'gluoncv' to fetch gluoncv's",
     )
+    p.add_argument(
+        "--init-from",
+        default=D.init_from,
+        help="fine-tune a trained detector's .params (a run's final.params or checkpoint); "
+        "its classes shared with --train keep their weights, the others start fresh",
+    )
+    p.add_argument(
+        "--init-classes",
+        default=D.init_classes,
+        help="--init-from's classes, names or a file (default: its run's config.json, "
+        "else the preset's)",
+    )
+    p.add_argument("--init-gluoncv", action="store_true", help="--init-from was saved by gluoncv")
     p.add_argument(
         "--from-scratch",
         action="store_true",

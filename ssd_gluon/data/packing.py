@@ -283,7 +283,14 @@ def _pack_items(items, loader, num_workers, writer, summary, strict, progress):
 
 
 def pack_items(
-    items, loader, out_prefix, strict=False, num_workers=None, progress=True, shuffle_seed=None
+    items,
+    loader,
+    out_prefix,
+    strict=False,
+    num_workers=None,
+    progress=True,
+    shuffle_seed=None,
+    category_ids=None,
 ):
     """Load every item with ``loader`` (see the module doc) and write the usable ones into
     ``out_prefix.{rec,idx,lst,classes.txt}`` with ``loader.class_names``; return a
@@ -294,7 +301,8 @@ def pack_items(
     ``shuffle_seed``: write the records in a random order drawn with this seed (still
     deterministic): ImageDetRecordIter shuffles only within the chunk of the file it has
     read, so a training file packed in source order would be walked nearly in order every
-    epoch. Output is all-or-nothing: on any error or interrupt no output file is created."""
+    epoch. ``category_ids``: the dataset's id of each class (``RecordWriter``). Output is
+    all-or-nothing: on any error or interrupt no output file is created."""
     class_names = check_class_names(loader.class_names)
     if shuffle_seed is not None:
         order = np.random.RandomState(shuffle_seed).permutation(len(items))
@@ -304,7 +312,7 @@ def pack_items(
     summary = PackSummary(objects={name: 0 for name in class_names})
     try:
         Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
-        writer = RecordWriter(out_prefix, class_names)
+        writer = RecordWriter(out_prefix, class_names, category_ids)
     except OSError as err:
         raise _write_error(err, out_prefix) from None
     try:

@@ -33,6 +33,8 @@ FLAG_CROWD = 2
 EMPTY_OBJECT = (-1, 0, 0, 0, 0, 0)
 ITER_PREFIX = 4
 OUTPUT_SUFFIXES = (".rec", ".idx", ".lst", ".classes.txt")
+# Written beside them by the COCO packer: the dataset's category id of each class.
+CATEGORIES_SUFFIX = ".categories.txt"
 
 
 def make_label(width, height, objects):
@@ -40,6 +42,19 @@ def make_label(width, height, objects):
     (K, 6) rows ``[cls, xmin, ymin, xmax, ymax, difficult]``, corners normalized."""
     head = np.array([HEADER_WIDTH, OBJECT_WIDTH, width, height], np.float32)
     return np.concatenate([head, np.asarray(objects, np.float32).reshape(-1)])
+
+
+def read_category_ids(rec_path):
+    """The dataset's category id of each class (``PREFIX.categories.txt``, COCO packs), or
+    None."""
+    path = rec_path[:-4] + CATEGORIES_SUFFIX
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        try:
+            return [int(line.split("\t")[0]) for line in f if line.strip()]
+        except ValueError:
+            raise UserError("%s: expected lines 'category id<TAB>name'" % path) from None
 
 
 def split_label(label):
@@ -95,10 +110,16 @@ def read_classes(rec_path):
 
 def trainable(objects):
     """Iterator objects (B, M, 6) NDArray with crowd regions (``FLAG_CROWD``) turned into
-    padding (class -1): training matches no anchor to them."""
+    padding rows (all -1) and moved after the real objects (MXNet's MultiBoxTarget requires
+    padding last), the others keeping their order: training matches no anchor to crowds."""
     import mxnet as mx  # here only: the layout itself is read without MXNet
 
-    cls = objects.slice_axis(axis=2, begin=0, end=1)
-    rest = objects.slice_axis(axis=2, begin=1, end=None)
-    crowd = rest.slice_axis(axis=2, begin=4, end=5) == FLAG_CROWD
-    return mx.nd.concat(mx.nd.where(crowd, -mx.nd.ones_like(cls), cls), rest, dim=2)
+    batch, rows = objects.shape[0], objects.shape[1]
+    crowd = objects.slice_axis(axis=2, begin=5, end=6) == FLAG_CROWD  # (B, M, 1)
+    cleared = mx.nd.where(crowd.broadcast_like(objects), -mx.nd.ones_like(objects), objects)
+    padding = cleared.slice_axis(axis=2, begin=0, end=1).reshape((batch, rows)) < 0
+    index = mx.nd.arange(rows, ctx=objects.context).reshape((1, rows))
+    order = mx.nd.argsort(mx.nd.broadcast_add(padding * rows, index), axis=1)  # stable
+    base = (mx.nd.arange(batch, ctx=objects.context) * rows).reshape((batch, 1))
+    flat = mx.nd.broadcast_add(order, base).reshape((-1,))
+    return cleared.reshape((-1, OBJECT_WIDTH)).take(flat).reshape((batch, rows, OBJECT_WIDTH))

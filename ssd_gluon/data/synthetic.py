@@ -1,4 +1,7 @@
-"""The embedded sample: a deterministic synthetic detection dataset in the PASCAL VOC layout.
+"""The embedded sample: a deterministic synthetic detection dataset in the PASCAL VOC layout,
+also described as COCO instances files (``coco/instances_<split>.json``) over the same images.
+Its ``JPEGImages`` and ``Annotations`` folders are, on their own, the plain-folder form
+(images and VOC XML files without ``ImageSets``) that ``pack_folder`` reads.
 
 Coloured shapes of four classes at varied scales and aspect ratios on noisy backgrounds with
 clutter (lines and specks), sometimes overlapping; tiny or mostly hidden objects are flagged
@@ -13,9 +16,12 @@ import cv2
 import numpy as np
 
 from ..model.box_coder import box_iou
+from ..utils.files import write_json
 from .classes import SAMPLE_CLASSES
 
 YEAR = "sample"  # the tree is VOCsample/, its sets "sample-train" and "sample-test"
+# The COCO form's category id of each class: with gaps, as MS COCO's ids have.
+SAMPLE_CATEGORY_IDS = (1, 2, 5, 9)
 
 
 def _background(rng, h, w):
@@ -147,19 +153,52 @@ def write_image_set(base, split, names):
         f.write("\n".join(names) + "\n")
 
 
+def coco_instances(items, class_names, category_ids):
+    """A COCO instances dict for ``items`` ``[(image id, file name, width, height, objects)]``
+    (objects as ``write_voc_item`` takes them): boxes ``[x, y, w, h]`` in COCO's continuous
+    pixels (a VOC box of 1-based pixels x1+1..x2 covers [x1, x2)); ``difficult`` objects
+    become ``iscrowd`` regions, which the COCO metric ignores as the VOC metric ignores
+    difficult ones."""
+    images, annotations = [], []
+    for image_id, file_name, w, h, objects in items:
+        images.append(dict(id=image_id, file_name=file_name, width=w, height=h))
+        for cls, (x1, y1, x2, y2), difficult in objects:
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=category_ids[cls],
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1),
+                    iscrowd=int(difficult),
+                )
+            )
+    categories = [dict(id=i, name=n) for i, n in zip(category_ids, class_names)]
+    info = dict(description="ssd_gluon synthetic sample", version="1")
+    return dict(
+        info=info, licenses=[], images=images, annotations=annotations, categories=categories
+    )
+
+
 def generate_sample(root, num_train=2000, num_test=250, seed=0):
-    """Write ``root/VOCsample/{JPEGImages,Annotations,ImageSets/Main/{train,test}.txt}``.
+    """Write ``root/VOCsample/{JPEGImages,Annotations,ImageSets/Main/{train,test}.txt}`` and
+    ``root/coco/instances_{train,test}.json`` (file names relative to ``JPEGImages``, image
+    id = the image's number + 1).
 
     Returns the VOC root ``root``; sets are named ``sample-train`` and ``sample-test``.
     """
     base = voc_year_dir(root, YEAR)
     splits = {"train": range(num_train), "test": range(num_train, num_train + num_test)}
+    os.makedirs(os.path.join(root, "coco"), exist_ok=True)
     for split, indices in splits.items():
-        names = []
+        names, items = [], []
         for i in indices:
             name = "%06d" % i
             img, objects = make_image(np.random.RandomState(seed * 1000003 + i))
             write_voc_item(base, name, img, objects, SAMPLE_CLASSES)
             names.append(name)
+            items.append((i + 1, name + ".jpg", img.shape[1], img.shape[0], objects))
         write_image_set(base, split, names)
+        instances = coco_instances(items, SAMPLE_CLASSES, SAMPLE_CATEGORY_IDS)
+        write_json(os.path.join(root, "coco", "instances_%s.json" % split), instances)
     return root

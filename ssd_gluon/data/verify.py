@@ -37,6 +37,7 @@ from .records import (
     HEADER_WIDTH,
     OBJECT_WIDTH,
     check_rec,
+    read_category_ids,
     read_classes,
     read_lst,
 )
@@ -64,6 +65,7 @@ class Records:
     """A checked record file. ``path``: what the readers open (``source``, or a copy without
     its ``bad`` records); ``count``: records read (bad ones excluded); ``max_objects``: the
     most objects in one of them; ``classes``: names from ``PREFIX.classes.txt`` or None;
+    ``category_ids``: the dataset's id of each class (``PREFIX.categories.txt``) or None;
     ``offsets``: byte offset of each record read in ``path``; ``image_ids``: the dataset's
     image id of each (header id2: COCO's, 0 for VOC); ``bad``: (index, problem) of each
     record left out (index = position in ``source``)."""
@@ -73,6 +75,7 @@ class Records:
     count: int
     max_objects: int
     classes: Optional[List[str]]
+    category_ids: Optional[List[int]]
     offsets: List[int]
     image_ids: List[int]
     bad: List[Tuple[int, str]]
@@ -97,7 +100,7 @@ def open_records(rec_path, num_classes=None, strict=False, report=True):
     being left out with a warning on stderr (printed when ``report``: one worker of several
     is enough). Raises ``UserError`` naming the file for anything unusable."""
     rec_path = check_rec(rec_path)
-    classes = read_classes(rec_path)
+    classes, category_ids = read_classes(rec_path), read_category_ids(rec_path)
     if num_classes is None and classes is not None:
         num_classes = len(classes)
     labels, offsets, image_ids = _walk(rec_path)
@@ -123,11 +126,13 @@ def open_records(rec_path, num_classes=None, strict=False, report=True):
                 file=sys.stderr,
                 flush=True,
             )
-        path, offsets = _copy_without(rec_path, left_out, classes, names)
+        path, offsets = _copy_without(rec_path, left_out, classes, category_ids, names)
     good = [lab for i, lab in enumerate(labels) if i not in left_out]
     image_ids = [v for i, v in enumerate(image_ids) if i not in left_out]
     max_objects = max((len(lab) - HEADER_WIDTH) // OBJECT_WIDTH for lab in good)
-    return Records(path, rec_path, len(good), max_objects, classes, offsets, image_ids, bad)
+    return Records(
+        path, rec_path, len(good), max_objects, classes, category_ids, offsets, image_ids, bad
+    )
 
 
 def record_problem(label, num_classes=None):
@@ -303,7 +308,7 @@ def _check_list(rec_path, labels):
     )
 
 
-def _copy_without(rec_path, bad, classes, names):
+def _copy_without(rec_path, bad, classes, category_ids, names):
     """Write the records of ``rec_path`` not in ``bad`` into this process's temporary
     folder (``.rec``, ``.idx``, ``.lst`` with the image paths ``names`` and ``.classes.txt``);
     return the copy's path and its record offsets."""
@@ -313,7 +318,7 @@ def _copy_without(rec_path, bad, classes, names):
 
     prefix = os.path.join(_scratch(), os.path.basename(rec_path)[:-4])
     reader = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "r")
-    writer = RecordWriter(prefix, classes or [])
+    writer = RecordWriter(prefix, classes or [], category_ids)
     try:
         for i in range(len(reader.keys)):
             raw = reader.read()

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..utils.errors import CheckFailedError, last_line
 from ..utils.files import sync_file
-from .records import OUTPUT_SUFFIXES
+from .records import CATEGORIES_SUFFIX, OUTPUT_SUFFIXES
 
 
 def _format_value(value):
@@ -18,16 +18,22 @@ def _format_value(value):
 
 class RecordWriter:
     """Writes ``out_prefix`` + each of ``OUTPUT_SUFFIXES`` under temporary names
-    (``<name>.tmp-<pid>``); ``commit`` renames them into place, ``discard`` deletes them."""
+    (``<name>.tmp-<pid>``); ``commit`` renames them into place, ``discard`` deletes them.
+    With ``category_ids`` (the dataset's id of each class, COCO's) also
+    ``CATEGORIES_SUFFIX``: ``id<TAB>name`` lines in class order."""
 
-    def __init__(self, out_prefix, class_names):
-        self.final = {s: f"{out_prefix}{s}" for s in OUTPUT_SUFFIXES}
+    def __init__(self, out_prefix, class_names, category_ids=None):
+        suffixes = OUTPUT_SUFFIXES + ((CATEGORIES_SUFFIX,) if category_ids is not None else ())
+        self.final = {s: f"{out_prefix}{s}" for s in suffixes}
         self.tmp = {s: f"{p}.tmp-{os.getpid()}" for s, p in self.final.items()}
         self.count = 0
         self.record, self.lst = None, None
         try:
             with open(self.tmp[".classes.txt"], "w") as f:
                 f.write("".join(f"{name}\n" for name in class_names))
+            if category_ids is not None:
+                with open(self.tmp[CATEGORIES_SUFFIX], "w") as f:
+                    f.write("".join(f"{i}\t{n}\n" for i, n in zip(category_ids, class_names)))
             self.record = mx.recordio.MXIndexedRecordIO(self.tmp[".idx"], self.tmp[".rec"], "w")
             self.lst = open(self.tmp[".lst"], "w")
         except BaseException:
@@ -71,7 +77,7 @@ class RecordWriter:
             )
         for path in self.tmp.values():
             sync_file(path)
-        for suffix in (".classes.txt", ".lst", ".idx", ".rec"):
+        for suffix in sorted(self.tmp, key=lambda s: s == ".rec"):  # the .rec last
             os.replace(self.tmp[suffix], self.final[suffix])
         return dict(self.final)
 

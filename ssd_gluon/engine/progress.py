@@ -134,8 +134,14 @@ class Progress:
             )
         )
         self._print(
-            "epoch %d/%d  validation mAP %.4f on %d images"
-            % (epoch, self.epochs, result["mAP"], result["images"])
+            "epoch %d/%d  validation %s %.4f on %d images"
+            % (
+                epoch,
+                self.epochs,
+                "AP" if "AP50" in result else "mAP",
+                result["mAP"],
+                result["images"],
+            )
         )
 
     def _print(self, text):

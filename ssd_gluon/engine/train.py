@@ -14,11 +14,12 @@ from typing import Optional
 
 import mxnet as mx
 
+from ..data.classes import parse_class_list
 from ..data.loader import train_iter, val_iter
 from ..data.records import check_rec, read_classes
 from ..data.verify import open_records
 from ..model.predictor import SSDPredictor
-from ..model.weights import pretrained_base_file, save_parameters
+from ..model.weights import load_parameters_for_classes, pretrained_base_file, save_parameters
 from ..model.zoo import get_model
 from ..utils import visualize
 from ..utils.errors import CheckFailedError, UserError
@@ -42,6 +43,7 @@ class TrainConfig:
     train: str  # training PREFIX.rec
     out: str  # run directory
     val: Optional[str] = None  # validation PREFIX.rec
+    val_metric: str = "voc07"  # evaluate.METRICS
     epochs: Optional[int] = None
     batch_size: Optional[int] = None  # images per worker
     lr: Optional[float] = None  # per 32 images (recipe.REFERENCE_BATCH)
@@ -54,6 +56,9 @@ class TrainConfig:
     val_interval: Optional[int] = None
     pretrained_base: Optional[str] = None  # ImageNet .params, or "gluoncv"
     from_scratch: bool = False
+    init_from: Optional[str] = None  # a detector's .params to fine-tune (new classes allowed)
+    init_classes: Optional[str] = None  # its classes (default: its run's config.json)
+    init_gluoncv: bool = False  # init_from is a gluoncv file of the same-named model
     amp: bool = False
     data_shape: Optional[int] = None  # input side (default: the model's)
     ops: str = "auto"
@@ -94,6 +99,23 @@ def build_net(cfg, classes, ctx):
     return net, shape
 
 
+def init_from_detector(cfg, net, ctx):
+    """Start from a trained detector (``cfg.init_from``) whose class list may differ from the
+    training file's: the shared classes keep their head rows (``model.weights.
+    load_parameters_for_classes``). Its classes: ``cfg.init_classes`` (a list or file), else
+    the ``classes`` of the ``config.json`` beside it (a run of ours), else the preset's."""
+    if cfg.init_classes:
+        source = parse_class_list(cfg.init_classes, source="--init-classes")
+    else:
+        config = read_json(
+            os.path.join(os.path.dirname(os.path.abspath(cfg.init_from)), "config.json")
+        )
+        source = (config or {}).get("classes") or get_model(cfg.model, ops="builtin").classes
+    reuse = load_parameters_for_classes(net, cfg.init_from, source, cfg.init_gluoncv)
+    net.collect_params().reset_ctx(ctx)
+    print("initialized from %s: %s" % (cfg.init_from, reuse))
+
+
 def make_trainer(workers, net, recipe, lr, iters):
     """The recipe's optimizer with its warm-up + step schedule, averaged over the workers."""
     opt = dict(
@@ -121,6 +143,8 @@ def train(cfg, hooks=()):
     ctx = setup_device(cfg.amp, workers)
     mx.random.seed(cfg.seed)  # same initial weights on every worker
     net, shape = build_net(cfg, read_classes(check_rec(cfg.train)), ctx)
+    if cfg.init_from:
+        init_from_detector(cfg, net, ctx)
     check_val_classes(cfg.val, net.classes)
     records = open_records(cfg.train, len(net.classes), cfg.strict_data, workers.is_root)
     # Workers must agree on the step count: the smallest shard's full batches (at least one).
@@ -274,7 +298,8 @@ def check_val_classes(val, classes):
 
 
 def make_val_fn(cfg, net, shape, ctx, workers):
-    """``val_fn(epoch)`` of the loop: VOC07 mAP over every worker's shard of ``cfg.val``."""
+    """``val_fn(epoch)`` of the loop: ``cfg.val_metric`` (VOC07 mAP by default, or COCO AP)
+    over every worker's shard of ``cfg.val``."""
     if not cfg.val:
         return None
     predictor = SSDPredictor(net)
@@ -284,7 +309,15 @@ def make_val_fn(cfg, net, shape, ctx, workers):
         records, shape, cfg.val_batch_size, workers.rank, workers.size, threads=cfg.threads
     )
     return lambda epoch: evaluate(
-        predictor, batches, ctx, net.classes, progress=workers.is_root, workers=workers
+        predictor,
+        batches,
+        ctx,
+        net.classes,
+        cfg.val_metric,
+        progress=workers.is_root,
+        workers=workers,
+        image_ids=records.image_ids,
+        category_ids=records.category_ids,
     )
 
 

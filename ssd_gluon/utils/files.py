@@ -89,12 +89,13 @@ def finite(obj):
     return obj
 
 
-def write_json(path, obj):
-    """JSON written atomically; non-finite numbers are written as null."""
+def write_json(path, obj, indent=2):
+    """JSON written atomically; non-finite numbers are written as null. ``indent=None``
+    writes it compact (large files: detections)."""
 
     def save(tmp):
         with open(tmp, "w") as f:
-            json.dump(finite(obj), f, indent=2, allow_nan=False)
+            json.dump(finite(obj), f, indent=indent, allow_nan=False)
 
     atomic_save(save, path)
 
