@@ -16,9 +16,9 @@ import numpy as np
 import psutil
 
 from ssd_gluon.data.classes import VOC_CLASSES
-from ssd_gluon.data.pack_voc import pack_voc
 from ssd_gluon.data.synthetic import voc_year_dir, write_image_set, write_voc_item
 from ssd_gluon.evaluation.speed import timed_call
+from ssd_gluon.packing.voc import pack_voc
 
 
 def machine():

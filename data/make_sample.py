@@ -7,8 +7,8 @@ import argparse
 import os
 
 from ssd_gluon.data.classes import SAMPLE_CLASSES
-from ssd_gluon.data.pack_voc import pack_voc
 from ssd_gluon.data.synthetic import YEAR, generate_sample
+from ssd_gluon.packing.voc import pack_voc
 from ssd_gluon.utils import cli
 
 

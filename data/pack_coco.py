@@ -18,8 +18,8 @@ stderr. Errors print one ``error: ...`` line, exit status 1.
 import argparse
 
 from ssd_gluon.data.classes import parse_class_list
-from ssd_gluon.data.pack_coco import pack_coco
-from ssd_gluon.data.packing import OTHER_CLASSES_MODES
+from ssd_gluon.packing.coco import pack_coco
+from ssd_gluon.packing.common import OTHER_CLASSES_MODES
 from ssd_gluon.utils import cli
 
 # train: records in a seeded random order (the reader shuffles within chunks only), images

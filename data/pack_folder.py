@@ -17,14 +17,14 @@ import argparse
 import os
 
 from ssd_gluon.data.classes import parse_class_list
-from ssd_gluon.data.pack_folder import (
+from ssd_gluon.packing.common import OTHER_CLASSES_MODES
+from ssd_gluon.packing.folder import (
     discover_classes,
     folder_items,
     items_in_list,
     pack_folder,
     split_items,
 )
-from ssd_gluon.data.packing import OTHER_CLASSES_MODES
 from ssd_gluon.utils import cli
 from ssd_gluon.utils.errors import UserError
 

@@ -18,7 +18,7 @@ import argparse
 import os
 
 from ssd_gluon.data.classes import parse_class_list
-from ssd_gluon.data.pack_voc import OTHER_CLASSES_MODES, UNKNOWN_CLASS, PackError, pack_voc
+from ssd_gluon.packing.voc import OTHER_CLASSES_MODES, UNKNOWN_CLASS, PackError, pack_voc
 from ssd_gluon.utils import cli
 
 

@@ -33,6 +33,8 @@ FLAG_CROWD = 2
 EMPTY_OBJECT = (-1, 0, 0, 0, 0, 0)
 ITER_PREFIX = 4
 OUTPUT_SUFFIXES = (".rec", ".idx", ".lst", ".classes.txt")
+# Where record files come from, for the messages about a missing or unusable one.
+PACKERS = "data/pack_voc.py, data/pack_coco.py or data/pack_folder.py"
 # Written beside them by the COCO packer: the dataset's category id of each class.
 CATEGORIES_SUFFIX = ".categories.txt"
 
@@ -70,11 +72,9 @@ def split_label(label):
 def check_rec(rec_path):
     """Absolute path of an existing ``.rec``; a one-line error otherwise."""
     if not rec_path.endswith(".rec"):
-        raise UserError("%s: expected a .rec file packed by data/pack_voc.py" % rec_path)
+        raise UserError("%s: expected a .rec file packed by %s" % (rec_path, PACKERS))
     if not os.path.isfile(rec_path):
-        raise MissingFileError(
-            "%s: record file not found (pack it with data/pack_voc.py)" % rec_path
-        )
+        raise MissingFileError("%s: record file not found (pack it with %s)" % (rec_path, PACKERS))
     return os.path.abspath(rec_path)
 
 

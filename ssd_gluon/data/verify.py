@@ -36,6 +36,7 @@ from .records import (
     FLAG_DIFFICULT,
     HEADER_WIDTH,
     OBJECT_WIDTH,
+    PACKERS,
     check_rec,
     read_category_ids,
     read_classes,
@@ -56,7 +57,7 @@ BOX_TOLERANCE = 1e-5
 # Other writers of .lst files (im2rec) print 6 decimals; ours prints float32 exactly.
 LIST_TOLERANCE = 1e-5
 SHOWN = 5  # bad records named in a report
-HINT = "re-pack it with data/pack_voc.py"
+HINT = "re-pack it with " + PACKERS
 STRICT_HELP = "stop at a bad record (default: leave bad records out, with a warning)"
 
 

@@ -1,4 +1,4 @@
-"""Tests for the VOC -> RecordIO packer (ssd_gluon/data/pack_voc.py and its command line,
+"""Tests for the VOC -> RecordIO packer (ssd_gluon/packing/voc.py and its command line,
 data/pack_voc.py)."""
 
 import os
@@ -11,9 +11,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from ssd_gluon.data import packing
 from ssd_gluon.data.classes import VOC_CLASSES
-from ssd_gluon.data.pack_voc import PackError, pack_voc, parse_annotation, read_image_set
+from ssd_gluon.packing import common as packing
+from ssd_gluon.packing.voc import PackError, pack_voc, parse_annotation, read_image_set
 
 from conftest import assert_one_line_error, limit_file_size, run_cli
 

@@ -175,7 +175,7 @@ def test_damaged_or_foreign_files_are_one_line(tmp_path, kind, message):
     with pytest.raises(UserError) as err:
         open_records(_damage(kind, rec, tmp_path))
     assert message in str(err.value) and "\n" not in str(err.value)
-    assert str(err.value).endswith("re-pack it with data/pack_voc.py")
+    assert str(err.value).endswith("re-pack it with " + records.PACKERS)
 
 
 def test_classification_rec_is_named(tmp_path):

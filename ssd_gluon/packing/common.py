@@ -23,10 +23,10 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from ..data.classes import check_class_names
+from ..data.records import EMPTY_OBJECT, FLAG_CROWD, FLAG_DIFFICULT, make_label
+from ..data.writer import RecordWriter
 from ..utils.errors import UserError
-from .classes import check_class_names
-from .records import EMPTY_OBJECT, FLAG_CROWD, FLAG_DIFFICULT, make_label
-from .writer import RecordWriter
 
 JPEG_QUALITY = 95
 NO_OBJECTS = "no usable objects"

@@ -24,9 +24,10 @@ import sys
 
 import numpy as np
 
+from ..data.classes import check_class_names
+from ..data.records import FLAG_CROWD, OBJECT_WIDTH
 from ..utils.errors import MissingFileError
-from .classes import check_class_names
-from .packing import (
+from .common import (
     NO_OBJECTS,
     UNKNOWN_CLASS,
     Annotation,
@@ -35,7 +36,6 @@ from .packing import (
     load_jpeg,
     pack_items,
 )
-from .records import FLAG_CROWD, OBJECT_WIDTH
 
 
 def _fail(path, problem):

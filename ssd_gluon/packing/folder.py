@@ -13,10 +13,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from ..data.classes import check_class_names
 from ..utils.errors import MissingFileError, UserError
-from .classes import check_class_names
-from .pack_voc import VocItemLoader
-from .packing import check_other_classes, pack_items
+from .common import check_other_classes, pack_items
+from .voc import VocItemLoader
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

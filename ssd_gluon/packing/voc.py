@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import VOC_CLASSES, check_class_names
-from .packing import (
+from ..data.classes import VOC_CLASSES, check_class_names
+from ..data.records import OBJECT_WIDTH
+from .common import (
     NO_OBJECTS,
     OTHER_CLASSES_MODES,
     UNKNOWN_CLASS,
@@ -33,7 +34,6 @@ from .packing import (
     load_jpeg,
     pack_items,
 )
-from .records import OBJECT_WIDTH
 
 __all__ = [
     "NO_OBJECTS",
