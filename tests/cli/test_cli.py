@@ -231,7 +231,8 @@ def test_eval_detect_from_export_and_pr_plot(sample_dir, demo_params, tmp_path):
     assert sorted(json.load(open(tmp_path / "det" / "detections.json"))) == sorted(map(str, images))
 
 
-def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_path):
+@pytest.mark.parametrize("metric", ["voc07", "coco"])
+def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_path, metric):
     import os
     import sys
 
@@ -249,6 +250,8 @@ def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_p
         rec,
         "--speed-repeats",
         "0",
+        "--metric",
+        metric,
     ]
     single = run_cli(*args, "--out", str(tmp_path / "one.json"))
     assert single.returncode == 0, single.stderr[-2000:]
@@ -270,6 +273,10 @@ def test_eval_under_horovodrun_gathers_the_shards(sample_dir, demo_params, tmp_p
     assert both["workers"] == 2 and both["images"] == one["images"] == 32
     assert both["mAP"] == pytest.approx(one["mAP"], abs=1e-9)
     assert both["per_class"] == pytest.approx(one["per_class"], abs=1e-9)
+    if metric == "coco":  # the same detections, in the same order, for the same image ids
+        assert (tmp_path / "two.detections.json").read_text() == (
+            tmp_path / "one.detections.json"
+        ).read_text()
 
 
 def _run_cli_main(monkeypatch, main, *argv):
