@@ -54,21 +54,10 @@ def coco_recipe():
     """SSD300/SSD512 on COCO train2017 (117,266 images with objects), gluoncv's schedule:
     SGD momentum 0.9, wd 5e-4, lr 1e-3 at batch 32, x0.1 at epochs 160 and 200 of 240
     (~880k iterations at batch 32), the paper's augmentation, from an ImageNet VGG16,
-    validated every 10 epochs. gluoncv has no warm-up; voc_recipe's epoch of it guards the
-    linearly scaled lr of large global batches here as well."""
-    return Recipe(
-        optimizer="sgd",
-        lr=1e-3,
-        momentum=0.9,
-        wd=5e-4,
-        epochs=240,
-        warmup_epochs=1.0,
-        lr_steps=(160 / 240, 200 / 240),
-        batch_size=32,
-        augment="paper",
-        val_interval=10,
-        needs_pretrained_base=True,
-    )
+    validated every 10 epochs. Those are the VOC recipe's numbers (160/240 = 2/3, 200/240 =
+    5/6), so it is that recipe; gluoncv has no warm-up, its epoch of it guards the linearly
+    scaled lr of large global batches here as well."""
+    return voc_recipe()
 
 
 def demo_recipe():
