@@ -25,8 +25,9 @@ def export_detector(
     """Write ``PREFIX-symbol.json``, ``PREFIX-0000.params`` and ``PREFIX-meta.json`` (input
     size and dtype, class names, operators) for a fixed (data_shape x data_shape) input
     named ``data``, with the operators the network was built with (``net.ops``: 'builtin'
-    gives a graph of MXNet built-ins only, 'custom' one that needs our library). The files are written in a temporary folder beside PREFIX and, with
-    ``verify``, reloaded in a fresh process and compared with the Gluon detector
+    gives a graph of MXNet built-ins only, 'custom' one that needs our library). The files
+    are written in a temporary folder beside PREFIX and, with ``verify``, reloaded in a fresh
+    process and compared with the Gluon detector
     (``verify.verify_export``) before they move into place: they appear complete and checked,
     or not at all. Returns (symbol file, params file, detections compared or None)."""
     impl = ops.resolve(net.ops)
@@ -109,8 +110,7 @@ def load_exported(prefix, ctx=None):
         )
     except (mx.base.MXNetError, ValueError) as err:
         raise UserError(
-            "%s-symbol.json: cannot load the exported graph (%s)"
-            % (prefix, last_line(err))
+            "%s-symbol.json: cannot load the exported graph (%s)" % (prefix, last_line(err))
         ) from None
     return block, meta
 

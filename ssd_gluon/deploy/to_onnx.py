@@ -1,9 +1,10 @@
 """ONNX export of the network without its post-processing (``postprocess`` does that part in
-NumPy).
+NumPy), and optionally of the whole detector (``onnx_nms`` appends the post-processing in
+standard ONNX operators to the same graph).
 
 MXNet's ONNX exporter (``mx.onnx``, mx2onnx) converts neither ``MultiBoxPrior`` nor the
-decoding/NMS part (``box_nms`` only partly, our per-class operator not at all), so the ONNX
-file holds what it can convert exactly:
+decoding/NMS part (``box_nms`` only partly, our per-class operator not at all), so the
+raw-heads file holds what it can convert exactly:
 
 * input ``data``: float32 RGB pixels 0-255, shape (B, 3, S, S), any batch size B; the
   normalization (``normalize.ImageNormalizer``) is inside the graph;
@@ -15,6 +16,8 @@ file holds what it can convert exactly:
 
 The model's metadata holds the class names, the input size, the variances and the
 post-processing parameters (JSON strings), everything ``postprocess.decode_and_nms`` needs.
+The end-to-end file (``export_onnx(..., detect_path=...)``) takes the same input and returns
+``ids``, ``scores``, ``boxes`` as the MXNet export does (see ``onnx_nms``).
 """
 
 import json
@@ -29,6 +32,7 @@ from ..utils.errors import CheckFailedError
 from ..utils.files import atomic_save
 from . import postprocess
 from .normalize import ImageNormalizer
+from .onnx_nms import write_detection_onnx
 from .verify import verify_onnx
 
 # mx2onnx 1.9.1 translates operators with its opset 12/13 rules but stamps the model with the
@@ -169,17 +173,33 @@ def write_onnx(net, path, data_shape, **predictor_kwargs):
     return path
 
 
-def export_onnx(net, path, data_shape, **predictor_kwargs):
-    """Write ``path`` (.onnx) and verify it (``verify.verify_onnx``) before it appears: the
-    file is written under a temporary name and renamed only after the check passed, so a
-    failure leaves nothing behind. Returns ``verify_onnx``'s dict."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def export_onnx(net, path, data_shape, detect_path=None, **predictor_kwargs):
+    """Write ``path`` (.onnx, the raw heads) and, with ``detect_path``, the end-to-end model
+    built from it (``onnx_nms.write_detection_onnx``); verify them (``verify.verify_onnx``)
+    before they appear: each file is written under a temporary name and renamed only after
+    the check of both passed, so a failure leaves nothing behind. Returns ``verify_onnx``'s
+    dict."""
+    for target in (path, detect_path):
+        if target is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     report = {}
+
+    def save_detect(raw_tmp, tmp):
+        try:
+            write_detection_onnx(raw_tmp, tmp)
+            report.update(
+                verify_onnx(net, raw_tmp, data_shape, detect_path=tmp, **predictor_kwargs)
+            )
+        except CheckFailedError as err:  # name the file the user asked for
+            raise CheckFailedError(str(err).replace(tmp, detect_path)) from None
 
     def save(tmp):
         try:
             write_onnx(net, tmp, data_shape, **predictor_kwargs)
-            report.update(verify_onnx(net, tmp, data_shape, **predictor_kwargs))
+            if detect_path is None:
+                report.update(verify_onnx(net, tmp, data_shape, **predictor_kwargs))
+            else:  # renamed first, once both files passed; then the raw file
+                atomic_save(lambda detect_tmp: save_detect(tmp, detect_tmp), detect_path)
         except CheckFailedError as err:  # name the file the user asked for
             raise CheckFailedError(str(err).replace(tmp, path)) from None
 

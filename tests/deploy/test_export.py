@@ -159,6 +159,9 @@ def test_checkpoint_side_files_given_as_params(tmp_path):
     states = tmp_path / "ckpt-000000012.states"
     states.write_bytes(b"whatever")
     net = get_model("ssd_demo", ops="builtin")
-    with pytest.raises(UserError, match=r"ckpt-000000012.states: a checkpoint's .states file, "
-                       r"not its parameters: pass the .params beside it"):
+    with pytest.raises(
+        UserError,
+        match=r"ckpt-000000012.states: a checkpoint's .states file, "
+        r"not its parameters: pass the .params beside it",
+    ):
         load_parameters(net, str(states))
