@@ -101,6 +101,9 @@ class SSDPredictor(HybridBlock):
             id_index=0,
             force_suppress=False,
         )
+        classes = getattr(self.net, "classes", None)
+        if classes is None or len(classes) * self.nms_topk < self.post_nms:  # too few rows
+            rows = self._pad(F, rows, axis=1, value=-1, size=self.post_nms)
         return rows.slice_axis(axis=1, begin=0, end=self.post_nms)
 
     def _per_class_topk(self, F, scores):
@@ -114,10 +117,13 @@ class SSDPredictor(HybridBlock):
         """boxes (B, N, 4), anchor indices (B, C, K) into the padded range -> (B, C, K, 4)."""
         return F.gather_nd(self._pad(F, boxes, axis=1, value=0), self._nd_index(F, idx))
 
-    def _pad(self, F, x, axis, value):
-        """Append ``nms_topk`` entries equal to ``value`` along ``axis`` (no shape needed)."""
+    def _pad(self, F, x, axis, value, size=None):
+        """``x`` with ``size`` (default ``nms_topk``) entries equal to ``value`` appended along
+        ``axis`` (no shape needed)."""
         pad = F.broadcast_axis(
-            x.slice_axis(axis=axis, begin=0, end=1) * 0 + value, axis=axis, size=self.nms_topk
+            x.slice_axis(axis=axis, begin=0, end=1) * 0 + value,
+            axis=axis,
+            size=size or self.nms_topk,
         )
         return F.concat(x, pad, dim=axis)
 

@@ -32,7 +32,10 @@ def test_matches_numpy_detection_output(seed, impl):
     anchors = np.concatenate([xy, xy + rng.uniform(0.05, 0.3, size=(N, 2))], 1)[None]
     cls = rng.normal(scale=2, size=(B, N, C + 1))
     box = rng.normal(scale=0.5, size=(B, N, 4))
-    topk, keep, thresh, nms = (20, 30, 0.05, 0.45) if seed % 2 else (100, 200, 0.01, 0.5)
+    # the third setting keeps fewer candidates (C x topk = 20) than rows asked for (30)
+    topk, keep, thresh, nms = [(100, 200, 0.01, 0.5), (20, 30, 0.05, 0.45), (5, 30, 0.05, 0.45)][
+        seed % 3
+    ]
     pred = SSDPredictor(
         FixedOutputs(cls, box, anchors),
         nms_thresh=nms,
