@@ -3,6 +3,7 @@
     python benchmarks/bench.py ops       # custom operators vs MXNet's contrib built-ins
     python benchmarks/bench.py data      # training input pipeline vs gluoncv's DataLoader
     python benchmarks/bench.py train     # training images/s vs a gluoncv-style step; Horovod 1 vs 2
+    python benchmarks/bench.py infer     # SSD300 inference images/s: ours, ONNX, int8 vs gluoncv
     python benchmarks/bench.py all       # every benchmark available
 
 (``python scripts/bench.py ...`` runs this file.)
@@ -19,11 +20,12 @@ from ssd_gluon.utils import cli
 from ssd_gluon.utils.files import atomic_save
 
 from common import machine, markdown_table
+from inference import bench_infer
 from operators import bench_ops
 from pipeline import bench_data
 from training import bench_train
 
-SUITES = {"data": bench_data, "ops": bench_ops, "train": bench_train}
+SUITES = {"data": bench_data, "infer": bench_infer, "ops": bench_ops, "train": bench_train}
 
 
 def get_args_parser():

@@ -82,3 +82,23 @@ def test_bench_train_rows(tmp_path):
 def test_bench_lists_train_suite():
     proc = run_cli("scripts/bench.py", "--help")
     assert proc.returncode == 0 and "{data,ops,train,all}" in proc.stdout
+
+
+def test_bench_infer_rows():
+    """The inference benchmark at batch 1, one timed call per side: our two operator sets,
+    the ONNX graph and the int8 export, each against gluoncv's model with the same weights."""
+    from inference import bench_infer
+
+    lines = []
+    rows = bench_infer(repeats=1, log=lines.append, batches=(1,))
+    assert [r[0] for r in rows] == [
+        "ssd_300_vgg16_atrous_voc b1: " + side
+        for side in (
+            "ours, custom ops",
+            "ours, builtin ops",
+            "ONNX end to end (onnxruntime)",
+            "int8 (MXNet oneDNN)",
+        )
+    ]
+    assert all(r[1] > 0 and r[2] > 0 and r[3] == "gluoncv" for r in rows)
+    assert any("int8 export calibrated" in line for line in lines)
