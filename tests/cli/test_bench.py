@@ -79,9 +79,9 @@ def test_bench_train_rows(tmp_path):
     assert "ours/peer" in proc.stdout and "profile" in proc.stdout
 
 
-def test_bench_lists_train_suite():
+def test_bench_lists_its_suites():
     proc = run_cli("scripts/bench.py", "--help")
-    assert proc.returncode == 0 and "{data,ops,train,all}" in proc.stdout
+    assert proc.returncode == 0 and "{data,infer,ops,train,all}" in proc.stdout
 
 
 def test_bench_infer_rows():
