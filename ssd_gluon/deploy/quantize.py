@@ -32,7 +32,6 @@ An int8 model does not match the float32 one exactly; its accuracy is measured s
 
 import json
 import os
-import tempfile
 import warnings
 
 import mxnet as mx
@@ -43,10 +42,10 @@ from ..data.loader import val_iter
 from ..data.records import check_rec, read_classes
 from ..data.verify import Records, open_records
 from ..model.weights import device_of
-from ..utils.errors import CheckFailedError, UserError, last_line
-from ..utils.files import TMP_MARK, output_folder, write_json
+from ..utils.errors import CheckFailedError, UserError
+from ..utils.files import output_folder
 from .normalize import deploy_block
-from .symbol import EXPORT_SUFFIXES
+from .symbol import write_export
 from .verify import _SYMBOL_CHECK, compare_detections, run_in_fresh_process
 
 CALIB_MODES = ("naive", "entropy")
@@ -233,30 +232,13 @@ def export_quantized(
             % ", ".join(network),
         ),
     )
-    name = os.path.basename(prefix)
-    with tempfile.TemporaryDirectory(prefix=name + TMP_MARK, dir=out_dir) as tmp:
-        staged = os.path.join(tmp, name)
-        try:
-            qblock.export(staged, epoch=0)
-        except mx.base.MXNetError as err:
-            raise CheckFailedError(
-                "%s: could not be written (%s)" % (prefix, last_line(err))
-            ) from None
-        write_json(staged + "-meta.json", meta)
-        detections = None
-        if verify:
-            library = ops.LIBRARY_PATH if impl == "custom" else None
-            try:
-                detections = check_quantized_export(staged, probe.asnumpy(), expected, library)
-            except CheckFailedError as err:  # name the files the user asked for
-                raise CheckFailedError(str(err).replace(staged, prefix)) from None
-        for suffix in EXPORT_SUFFIXES:  # the description last
-            try:
-                os.replace(staged + suffix, prefix + suffix)
-            except OSError as err:
-                raise CheckFailedError(
-                    "%s%s: could not be written (%s)" % (prefix, suffix, err.strerror)
-                ) from None
+    check = None
+    if verify:
+        library = ops.LIBRARY_PATH if impl == "custom" else None
+        check = lambda staged: check_quantized_export(  # noqa: E731
+            staged, probe.asnumpy(), expected, library
+        )
+    detections = write_export(qblock, prefix, out_dir, meta, check)
     return dict(
         symbol=prefix + "-symbol.json",
         params=prefix + "-0000.params",

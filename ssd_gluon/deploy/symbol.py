@@ -44,6 +44,21 @@ def export_detector(
         outputs="ids (B,K,1), scores (B,K,1), boxes (B,K,4) in input pixels; -1 rows are padding",
         predictor=predictor_kwargs,
     )
+    check = None
+    if verify:
+        library = ops.LIBRARY_PATH if impl == "custom" else None
+        check = lambda staged: verify_export(  # noqa: E731
+            net, staged, data_shape, library=library, input_dtype=input_dtype, **predictor_kwargs
+        )
+    detections = write_export(block, prefix, out_dir, meta, check)
+    return prefix + "-symbol.json", prefix + "-0000.params", detections
+
+
+def write_export(block, prefix, out_dir, meta, check=None):
+    """Export the hybridized ``block`` as ``PREFIX-symbol.json`` and ``PREFIX-0000.params``
+    with ``meta`` as ``PREFIX-meta.json``, staged in a temporary folder inside ``out_dir``;
+    ``check(staged prefix)`` runs on the staged files (its errors name PREFIX) and only then
+    they move into place, the description last. Returns what ``check`` returned, or None."""
     name = os.path.basename(prefix)
     with tempfile.TemporaryDirectory(prefix=name + TMP_MARK, dir=out_dir) as tmp:
         staged = os.path.join(tmp, name)
@@ -54,18 +69,10 @@ def export_detector(
                 "%s: could not be written (%s)" % (prefix, last_line(err))
             ) from None
         write_json(staged + "-meta.json", meta)
-        detections = None
-        if verify:
-            library = ops.LIBRARY_PATH if impl == "custom" else None
+        result = None
+        if check is not None:
             try:
-                detections = verify_export(
-                    net,
-                    staged,
-                    data_shape,
-                    library=library,
-                    input_dtype=input_dtype,
-                    **predictor_kwargs,
-                )
+                result = check(staged)
             except CheckFailedError as err:  # name the files the user asked for
                 raise CheckFailedError(str(err).replace(staged, prefix)) from None
         for suffix in EXPORT_SUFFIXES:  # the description last
@@ -75,7 +82,7 @@ def export_detector(
                 raise CheckFailedError(
                     "%s%s: could not be written (%s)" % (prefix, suffix, err.strerror)
                 ) from None
-    return prefix + "-symbol.json", prefix + "-0000.params", detections
+    return result
 
 
 def load_exported(prefix, ctx=None):
