@@ -62,3 +62,16 @@ def sample_dir(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def fitted_demo(sample_dir, tmp_path_factory):
+    """The run directory of ssd_demo fitted to the sample's 96 training images (no
+    augmentation, 30 epochs: it learns them nearly by heart, so that what a later step keeps
+    or loses of its accuracy is plain to see); its weights are ``final.params``."""
+    out = tmp_path_factory.mktemp("fitted") / "demo"
+    argv = ["--model", "ssd_demo", "--train", str(sample_dir / "train.rec"), "--epochs", "30"]
+    argv += ["--batch-size", "16", "--augment", "none", "--threads", "1", "--ops", "builtin"]
+    proc = run_cli("scripts/train.py", *argv, "--log-interval", "100", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out

@@ -22,32 +22,9 @@ MAP_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
-def trained(sample_dir, tmp_path_factory):
-    """ssd_demo trained 30 epochs on the sample's 96 training images (nearly by heart)."""
-    out = tmp_path_factory.mktemp("quantize_train")
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_demo",
-        "--train",
-        str(sample_dir / "train.rec"),
-        "--epochs",
-        "30",
-        "--batch-size",
-        "16",
-        "--augment",
-        "none",
-        "--threads",
-        "1",
-        "--ops",
-        "builtin",
-        "--log-interval",
-        "100",
-        "--out",
-        str(out),
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return str(out / "final.params")
+def trained(fitted_demo):
+    """The weights of ssd_demo fitted to the sample (conftest.fitted_demo)."""
+    return str(fitted_demo / "final.params")
 
 
 def quantize_cli(params, rec, out, *extra):

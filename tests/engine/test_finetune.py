@@ -28,37 +28,9 @@ def ap(net, rec):
     return result["per_class"]
 
 
-@pytest.fixture(scope="module")
-def trained(sample_dir, tmp_path_factory):
-    """ssd_demo fitted to the sample's 96 training images (no augmentation, 30 epochs: it
-    learns them nearly by heart, which makes the transfer plain to see)."""
-    out = tmp_path_factory.mktemp("ft") / "source"
-    proc = run_cli(
-        "scripts/train.py",
-        "--model",
-        "ssd_demo",
-        "--train",
-        str(sample_dir / "train.rec"),
-        "--epochs",
-        "30",
-        "--batch-size",
-        "16",
-        "--augment",
-        "none",
-        "--threads",
-        "1",
-        "--ops",
-        "builtin",
-        "--log-interval",
-        "100",
-        "--out",
-        str(out),
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
-
-
-def test_shared_classes_keep_their_accuracy_through_the_head_reset(sample_dir, trained, tmp_path):
+def test_shared_classes_keep_their_accuracy_through_the_head_reset(
+    sample_dir, fitted_demo, tmp_path
+):
     subset = tmp_path / "subset"
     proc = run_cli(
         "data/pack_voc.py",
@@ -77,12 +49,12 @@ def test_shared_classes_keep_their_accuracy_through_the_head_reset(sample_dir, t
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = str(subset) + ".rec"
     source = get_model("ssd_demo", ops="builtin")
-    source.load_parameters(str(trained / "final.params"))
+    source.load_parameters(str(fitted_demo / "final.params"))
     before = ap(source, str(sample_dir / "train.rec"))
     assert min(before[c] for c in SUBSET) > 0.9
     # loaded for the new class list: the shared classes score as before
     net = get_model("ssd_demo", classes=SUBSET, ops="builtin")
-    reuse = load_parameters_for_classes(net, str(trained / "final.params"), SAMPLE_CLASSES)
+    reuse = load_parameters_for_classes(net, str(fitted_demo / "final.params"), SAMPLE_CLASSES)
     assert reuse.reused == tuple(SUBSET) and set(reuse.dropped) == {"rectangle", "triangle"}
     after = ap(net, rec)
     for name in SUBSET:
@@ -90,7 +62,7 @@ def test_shared_classes_keep_their_accuracy_through_the_head_reset(sample_dir, t
     fresh = get_model("ssd_demo", classes=SUBSET, ops="builtin")
     fresh.initialize()
     assert max(ap(fresh, rec).values()) < 0.2
-    # the command line: two epochs of fine-tuning from the trained detector, at a small lr
+    # the command line: two epochs of fine-tuning from the fitted_demo detector, at a small lr
     out = tmp_path / "tuned"
     proc = run_cli(
         "scripts/train.py",
@@ -99,7 +71,7 @@ def test_shared_classes_keep_their_accuracy_through_the_head_reset(sample_dir, t
         "--train",
         rec,
         "--init-from",
-        str(trained / "final.params"),
+        str(fitted_demo / "final.params"),
         "--epochs",
         "2",
         "--warmup-epochs",
@@ -120,7 +92,7 @@ def test_shared_classes_keep_their_accuracy_through_the_head_reset(sample_dir, t
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "initialized from %s: classes reused from the file: cross, circle; new: none; "
-        "not kept: rectangle, triangle" % (trained / "final.params") in proc.stdout
+        "not kept: rectangle, triangle" % (fitted_demo / "final.params") in proc.stdout
     )
     tuned = get_model("ssd_demo", classes=SUBSET, ops="builtin")
     tuned.load_parameters(str(out / "final.params"))
